@@ -1,0 +1,81 @@
+// pybind11 module medimg._C: the CPU kernels, called with TensorView tuples built by
+// medimg/ops/_boundary.py. The GIL is released around every kernel; the thread count
+// comes from the caller (torch.get_num_threads()).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <omp.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cpu/kernels.h"
+#include "pybind_view.h"
+
+namespace py = pybind11;
+using medimg::LabelError;
+using medimg::TensorView;
+
+namespace {
+
+py::tuple seg_stats(const TensorView& pred, const TensorView& target, const TensorView& out,
+                    int64_t num_classes, std::optional<int64_t> ignore_index, int num_threads) {
+  LabelError e;
+  {
+    py::gil_scoped_release released;
+    e = medimg::cpu::active_kernels().seg_stats(pred, target, out, num_classes, ignore_index.has_value(),
+                                                ignore_index.value_or(0), num_threads);
+  }
+  return py::make_tuple(e.which, e.sample, e.row, e.col, e.value);
+}
+
+int64_t soft_dice_stats(const TensorView& probs, const TensorView& target, bool target_is_labels,
+                        const TensorView& out, int num_threads) {
+  py::gil_scoped_release released;
+  return medimg::cpu::active_kernels().soft_dice_stats(probs, target, target_is_labels, out, num_threads);
+}
+
+void soft_dice_backward(const TensorView& grad_stats, const TensorView& target, bool target_is_labels,
+                        const TensorView& grad_probs, int num_threads) {
+  py::gil_scoped_release released;
+  medimg::cpu::active_kernels().soft_dice_backward(grad_stats, target, target_is_labels, grad_probs, num_threads);
+}
+
+std::vector<std::string> supported_isas() {
+  int count = 0;
+  const char* const* names = medimg::cpu::supported_isas(&count);
+  return {names, names + count};
+}
+
+std::string compiler() {
+#if defined(__clang__)
+  return "clang " __clang_version__;
+#elif defined(__GNUC__)
+  return "gcc " __VERSION__;
+#else
+  return "unknown";
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "medimg CPU kernels (C++17, OpenMP, run-time ISA dispatch)";
+  m.def("seg_stats", &seg_stats, py::arg("pred"), py::arg("target"), py::arg("out"), py::arg("num_classes"),
+        py::arg("ignore_index"), py::arg("num_threads"),
+        "Fill out (N, K, 3) int64 with [tp, fp, fn]; returns (which, sample, row, col, value) of the "
+        "first invalid label, which == -1 when all are valid.");
+  m.def("soft_dice_stats", &soft_dice_stats, py::arg("probs"), py::arg("target"), py::arg("target_is_labels"),
+        py::arg("out"), py::arg("num_threads"),
+        "Fill out (N, C, 3) with [sum p*t, sum p, sum t]; returns the count of labels outside [0, C).");
+  m.def("soft_dice_backward", &soft_dice_backward, py::arg("grad_stats"), py::arg("target"),
+        py::arg("target_is_labels"), py::arg("grad_probs"), py::arg("num_threads"));
+  m.def("cpu_isa", [] { return std::string(medimg::cpu::active_kernels().isa); },
+        "The instruction set whose kernels are active.");
+  m.def("supported_isas", &supported_isas, "Instruction sets built here that this CPU runs.");
+  m.def("select_isa", [](const std::string& name) { medimg::cpu::select_isa(name.c_str()); }, py::arg("name"),
+        "Switch kernels to an instruction set ('auto', 'baseline', 'avx2'); for tests and benchmarks.");
+  m.def("openmp_max_threads", [] { return omp_get_max_threads(); });
+  m.def("compiler", &compiler);
+}

@@ -1,0 +1,46 @@
+// pybind11 module medimg._C_cuda: the CUDA launchers. Built only where nvcc is found;
+// imports on a machine without a GPU (static cudart), where device_count() is 0.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+
+#include "cuda/launch.h"
+#include "pybind_view.h"
+
+namespace py = pybind11;
+using medimg::TensorView;
+
+PYBIND11_MODULE(_C_cuda, m) {
+  m.doc() = "medimg CUDA kernels";
+  m.def("device_count", &medimg::cuda::device_count);
+  m.def("runtime_version", &medimg::cuda::runtime_version);
+  m.def(
+      "seg_stats",
+      [](const TensorView& pred, const TensorView& target, const TensorView& out, int64_t num_classes,
+         std::optional<int64_t> ignore_index, const TensorView& error, uintptr_t stream) {
+        py::gil_scoped_release released;
+        medimg::cuda::seg_stats(pred, target, out, num_classes, ignore_index.has_value(), ignore_index.value_or(0),
+                                error, stream);
+      },
+      py::arg("pred"), py::arg("target"), py::arg("out"), py::arg("num_classes"), py::arg("ignore_index"),
+      py::arg("error"), py::arg("stream"));
+  m.def(
+      "soft_dice_stats",
+      [](const TensorView& probs, const TensorView& target, bool target_is_labels, const TensorView& out,
+         const TensorView& invalid, uintptr_t stream) {
+        py::gil_scoped_release released;
+        medimg::cuda::soft_dice_stats(probs, target, target_is_labels, out, invalid, stream);
+      },
+      py::arg("probs"), py::arg("target"), py::arg("target_is_labels"), py::arg("out"), py::arg("invalid"),
+      py::arg("stream"));
+  m.def(
+      "soft_dice_backward",
+      [](const TensorView& grad_stats, const TensorView& target, bool target_is_labels, const TensorView& grad_probs,
+         uintptr_t stream) {
+        py::gil_scoped_release released;
+        medimg::cuda::soft_dice_backward(grad_stats, target, target_is_labels, grad_probs, stream);
+      },
+      py::arg("grad_stats"), py::arg("target"), py::arg("target_is_labels"), py::arg("grad_probs"),
+      py::arg("stream"));
+}

@@ -1,0 +1,47 @@
+// Tag types for 16-bit floats stored as raw bits, with loads/stores through float, shared by
+// the CPU and CUDA kernels (the CUDA kernels read the same bits the CPU kernels do).
+#pragma once
+
+#include <cstdint>
+
+#include "common/macros.h"
+#include "common/scalar_convert.h"
+
+namespace medimg {
+
+struct Half {
+  uint16_t bits;
+};
+struct BFloat16 {
+  uint16_t bits;
+};
+
+// Accumulator type of a stored float type: double for double, float otherwise.
+template <class P>
+struct AccumulatorOf {
+  using type = float;
+};
+template <>
+struct AccumulatorOf<double> {
+  using type = double;
+};
+template <class P>
+using acc_t = typename AccumulatorOf<P>::type;
+
+MEDIMG_HD float to_acc(float v) { return v; }
+MEDIMG_HD double to_acc(double v) { return v; }
+MEDIMG_HD float to_acc(Half v) { return half_to_float(v.bits); }
+MEDIMG_HD float to_acc(BFloat16 v) { return bf16_to_float(v.bits); }
+
+template <class P>
+MEDIMG_HD P from_acc(acc_t<P> v);
+template <>
+MEDIMG_HD float from_acc<float>(float v) { return v; }
+template <>
+MEDIMG_HD double from_acc<double>(double v) { return v; }
+template <>
+MEDIMG_HD Half from_acc<Half>(float v) { return Half{float_to_half(v)}; }
+template <>
+MEDIMG_HD BFloat16 from_acc<BFloat16>(float v) { return BFloat16{float_to_bf16(v)}; }
+
+}  // namespace medimg

@@ -1,0 +1,81 @@
+// The one view type through which tensors cross into C++.
+//
+// Python (medimg/ops/_boundary.py) validates every tensor, allocates every output with
+// torch and passes pointer, dtype code, sizes and strides (in elements) as integers.
+// C++ never owns tensor memory and never includes a torch header, so the extension
+// builds without torch and loads beside any torch version. The struct is trivially
+// copyable, so it is also passed by value into CUDA kernels.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "common/macros.h"
+
+namespace medimg {
+
+// Codes must match medimg/ops/_boundary.py::_DTYPE_CODES.
+enum class DType : int32_t {
+  UInt8 = 0,
+  Int8 = 1,
+  Int16 = 2,
+  Int32 = 3,
+  Int64 = 4,
+  Float16 = 5,
+  BFloat16 = 6,
+  Float32 = 7,
+  Float64 = 8,
+};
+
+constexpr int kMaxDims = 8;
+constexpr int kCpuDevice = -1;
+
+struct TensorView {
+  void* data = nullptr;
+  DType dtype = DType::Float32;
+  int32_t ndim = 0;
+  int32_t device = kCpuDevice;  // -1: CPU; >= 0: CUDA ordinal
+  int64_t sizes[kMaxDims] = {};
+  int64_t strides[kMaxDims] = {};
+
+  template <class T>
+  MEDIMG_HD T* ptr() const {
+    return static_cast<T*>(data);
+  }
+  MEDIMG_HD int64_t numel() const {
+    int64_t n = 1;
+    for (int d = 0; d < ndim; ++d) n *= sizes[d];
+    return n;
+  }
+};
+
+// Raised as ValueError in Python (pybind11 maps std::invalid_argument to ValueError).
+[[noreturn]] inline void fail_argument(const std::string& message) { throw std::invalid_argument(message); }
+
+#define MEDIMG_CHECK_ARG(cond, message) \
+  do {                                  \
+    if (!(cond)) ::medimg::fail_argument(message); \
+  } while (0)
+
+inline const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::UInt8: return "uint8";
+    case DType::Int8: return "int8";
+    case DType::Int16: return "int16";
+    case DType::Int32: return "int32";
+    case DType::Int64: return "int64";
+    case DType::Float16: return "float16";
+    case DType::BFloat16: return "bfloat16";
+    case DType::Float32: return "float32";
+    case DType::Float64: return "float64";
+  }
+  return "unknown";
+}
+
+inline void check_view(const TensorView& v, const char* name, int ndim) {
+  MEDIMG_CHECK_ARG(v.ndim == ndim, std::string(name) + ": expected a " + std::to_string(ndim) +
+                                       "-d view, got " + std::to_string(v.ndim) + "-d");
+}
+
+}  // namespace medimg

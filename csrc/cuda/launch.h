@@ -1,0 +1,30 @@
+// Host-callable CUDA launchers (plain C++ signatures, so the pybind11 binding compiles with
+// the host compiler and only kernels go through nvcc). Views carry device pointers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/label_stats.h"
+#include "common/tensor_view.h"
+
+namespace medimg::cuda {
+
+// Visible CUDA devices; 0 (not an error) when there is no driver or no device.
+int device_count();
+std::string runtime_version();
+
+// pred, target: (N, R, L) integer views; out: (N, K, 3) int64 zeroed; error: int64[5] holding
+// -1 first, set to (which, sample, row, col, value) of an invalid label.
+void seg_stats(const TensorView& pred, const TensorView& target, const TensorView& out, int64_t num_classes,
+               bool has_ignore, int64_t ignore_index, const TensorView& error, uintptr_t stream);
+
+// probs: (N, C, S); target: (N, S) labels or (N, C, S) soft; out: (N, C, 3) float32/64 zeroed;
+// invalid: int64[1] zeroed, incremented per label outside [0, C).
+void soft_dice_stats(const TensorView& probs, const TensorView& target, bool target_is_labels,
+                     const TensorView& out, const TensorView& invalid, uintptr_t stream);
+
+void soft_dice_backward(const TensorView& grad_stats, const TensorView& target, bool target_is_labels,
+                        const TensorView& grad_probs, uintptr_t stream);
+
+}  // namespace medimg::cuda

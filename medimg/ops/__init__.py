@@ -1,0 +1,7 @@
+"""The public kernel API: torch custom ops in the `medimg` namespace, each with a fake
+(meta) implementation, autograd where differentiable, and a pure-PyTorch reference
+(`medimg.ops._reference`) that is both the test oracle and the fallback."""
+
+from medimg.ops.seg_stats import segmentation_stats, soft_dice_stats
+
+__all__ = ["segmentation_stats", "soft_dice_stats"]

@@ -1,0 +1,184 @@
+"""The one checked boundary between tensors and the compiled kernels.
+
+Every op validates its arguments here (clear Python errors that name the argument), then
+turns tensors into view tuples ``(data_ptr, dtype_code, sizes, strides, device)`` that
+``csrc/pybind_view.h`` converts into a C++ ``TensorView``. Outputs are always allocated by
+torch; C++ never owns tensor memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from medimg import _extension
+
+# Must match csrc/common/tensor_view.h::DType.
+_DTYPE_CODES = {
+    torch.uint8: 0,
+    torch.int8: 1,
+    torch.int16: 2,
+    torch.int32: 3,
+    torch.int64: 4,
+    torch.float16: 5,
+    torch.bfloat16: 6,
+    torch.float32: 7,
+    torch.float64: 8,
+}
+INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+BACKENDS = ("auto", "medimg", "torch")
+
+ViewTuple = tuple[int, int, tuple[int, ...], tuple[int, ...], int]
+Unravel = Callable[[int, int], tuple[int, ...]]
+
+
+def view(t: Tensor) -> ViewTuple:
+    """The kernel-side description of a tensor (strides in elements, device -1 for CPU)."""
+    device = -1 if t.device.type == "cpu" else t.device.index
+    return (t.data_ptr(), _DTYPE_CODES[t.dtype], tuple(t.shape), tuple(t.stride()), device)
+
+
+def num_threads() -> int:
+    """Threads a CPU kernel may use: torch's own setting, so both libraries agree."""
+    return torch.get_num_threads()
+
+
+def cuda_stream(device: torch.device) -> int:
+    """The current CUDA stream of `device` as an integer handle."""
+    return torch.cuda.current_stream(device).cuda_stream
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def use_compiled(backend: str, device: torch.device) -> bool:
+    """Whether `backend` on `device` runs medimg's compiled kernel (else the torch reference).
+
+    "auto" picks the kernel when the module for the device is built; "medimg" insists
+    (the op then raises a clear error if the module is missing).
+    """
+    check_backend(backend)
+    if backend == "torch":
+        return False
+    if backend == "medimg":
+        return True
+    if device.type == "cpu":
+        return _extension.cpu is not None
+    if device.type == "cuda":
+        return _extension.cuda is not None
+    return False
+
+
+def check_tensor(name: str, value: object) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def check_labels(name: str, t: Tensor) -> Tensor:
+    """An integer (or bool) label map; bool is read as uint8 without a copy."""
+    check_tensor(name, t)
+    if t.dtype == torch.bool:
+        return t.view(torch.uint8)
+    if t.dtype not in INTEGER_DTYPES:
+        raise TypeError(f"{name}: expected integer class labels (uint8, int8, int16, int32, int64 or bool), "
+                        f"got {t.dtype}")
+    return t
+
+
+def check_batch(name: str, t: Tensor, min_ndim: int) -> None:
+    if t.dim() < min_ndim:
+        raise ValueError(f"{name}: expected at least {min_ndim} dimensions (batch first), got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name}: empty batch (shape {tuple(t.shape)})")
+
+
+def check_same_device(**tensors: Tensor) -> torch.device:
+    devices = {name: t.device for name, t in tensors.items()}
+    if len(set(devices.values())) > 1:
+        listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
+        raise ValueError(f"expected all tensors on one device, got {listed}")
+    return next(iter(devices.values()))
+
+
+def check_num_classes(num_classes: object) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+        raise TypeError(f"num_classes: expected an int, got {type(num_classes).__name__}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes: expected >= 1, got {num_classes}")
+    return num_classes
+
+
+def flatten_spatial(tensors: Sequence[Tensor], leading: Sequence[int], groups: int
+                    ) -> tuple[list[Tensor], Unravel]:
+    """Views of tensors sharing a spatial shape, with the spatial dims merged into `groups` dims.
+
+    Tensor i is ``(*lead_i, *spatial)`` with ``leading[i]`` leading dims. Spatial dims are put
+    in the memory order of the first tensor (so channels-last and transposed inputs stay
+    zero-copy) and merged wherever every tensor allows; if more than `groups` dims remain,
+    the tensors are copied to contiguous memory (documented cost of exotic layouts). The
+    returned ``unravel(row, col)`` maps a position of the merged view back to the spatial
+    index of the caller's tensors, for error messages.
+    """
+    spatial = tuple(tensors[0].shape[leading[0]:])
+    dims = [d for d, size in enumerate(spatial) if size != 1]
+
+    def stride(t: Tensor, lead: int, d: int) -> int:
+        return t.stride(lead + d)
+
+    first, first_lead = tensors[0], leading[0]
+    order = sorted(dims, key=lambda d: -stride(first, first_lead, d))
+    merged: list[list[int]] = []
+    for d in order:
+        if merged and all(
+            stride(t, lead, merged[-1][-1]) == stride(t, lead, d) * spatial[d]
+            for t, lead in zip(tensors, leading, strict=True)
+        ):
+            merged[-1].append(d)
+        else:
+            merged.append([d])
+    if len(merged) > groups:
+        contiguous = [t.contiguous() for t in tensors]
+        return flatten_spatial(contiguous, leading, groups)
+
+    merged = [[] for _ in range(groups - len(merged))] + merged
+    views = []
+    for t, lead in zip(tensors, leading, strict=True):
+        sizes = list(t.shape[:lead]) + [_product(spatial[d] for d in g) for g in merged]
+        strides = list(t.stride()[:lead]) + [stride(t, lead, g[-1]) if g else 1 for g in merged]
+        views.append(t.as_strided(sizes, strides, t.storage_offset()))
+
+    ordered_dims = [d for g in merged for d in g]
+    inner = _product(spatial[d] for d in merged[-1]) if merged else 1
+
+    def unravel(row: int, col: int) -> tuple[int, ...]:
+        flat = row * inner + col
+        index = [0] * len(spatial)
+        for d in reversed(ordered_dims):
+            flat, index[d] = divmod(flat, spatial[d])
+        return tuple(index)
+
+    return views, unravel
+
+
+def _product(values) -> int:
+    result = 1
+    for v in values:
+        result *= v
+    return result
+
+
+def invalid_label_error(op: str, name: str, value: int, index: tuple[int, ...], num_classes: int,
+                        ignore_index: int | None) -> ValueError:
+    """The error every backend raises for a label outside [0, num_classes)."""
+    ignored = "" if ignore_index is None else f" and is not ignore_index={ignore_index}"
+    return ValueError(
+        f"{op}: {name} holds label {value} at index {index}, which is outside "
+        f"[0, num_classes={num_classes}){ignored}"
+    )
