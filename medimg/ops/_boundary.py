@@ -107,6 +107,19 @@ def check_same_device(**tensors: Tensor) -> torch.device:
     return next(iter(devices.values()))
 
 
+def check_label_pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Two label maps of one shape and device, promoted to one integer dtype."""
+    pred, target = check_labels("pred", pred), check_labels("target", target)
+    check_batch("pred", pred, 2)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target must have one shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    check_same_device(pred=pred, target=target)
+    if pred.dtype != target.dtype:
+        common = torch.promote_types(pred.dtype, target.dtype)
+        pred, target = pred.to(common), target.to(common)
+    return pred, target
+
+
 def check_num_classes(num_classes: object) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int):
         raise TypeError(f"num_classes: expected an int, got {type(num_classes).__name__}")

@@ -14,19 +14,27 @@ from torch import Tensor
 from medimg.ops._boundary import invalid_label_error
 
 
-def segmentation_stats(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None = None) -> Tensor:
-    """[tp, fp, fn] per (sample, class) as int64 (N, K, 3), from a joint bincount."""
-    n, k = pred.shape[0], num_classes
+def checked_labels(op: str, pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+    """Flattened int64 labels (N, P) and the mask of counted pixels; raises on a label outside [0, K)."""
+    n = pred.shape[0]
     p = pred.reshape(n, -1).long()
     t = target.reshape(n, -1).long()
     keep = torch.ones_like(t, dtype=torch.bool) if ignore_index is None else t != ignore_index
     for name, labels in (("target", t), ("pred", p)):
-        bad = keep & ((labels < 0) | (labels >= k))
+        bad = keep & ((labels < 0) | (labels >= num_classes))
         if bad.any():
             sample, flat = (int(i) for i in bad.nonzero()[0])
             spatial = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), pred.shape[1:]))
-            raise invalid_label_error("segmentation_stats", name, int(labels[sample, flat]), (sample, *spatial),
-                                      k, ignore_index)
+            raise invalid_label_error(op, name, int(labels[sample, flat]), (sample, *spatial), num_classes,
+                                      ignore_index)
+    return p, t, keep
+
+
+def segmentation_stats(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None = None) -> Tensor:
+    """[tp, fp, fn] per (sample, class) as int64 (N, K, 3), from a joint bincount."""
+    n, k = pred.shape[0], num_classes
+    p, t, keep = checked_labels("segmentation_stats", pred, target, k, ignore_index)
     batch = torch.arange(n, device=p.device).unsqueeze(1)
     joint = ((batch * k + t.clamp(0, k - 1)) * k + p.clamp(0, k - 1))[keep]
     confusion = torch.bincount(joint, minlength=n * k * k).view(n, k, k)  # [sample, target, pred]

@@ -13,6 +13,7 @@ from medimg.ops import _reference
 from medimg.ops._boundary import (
     FLOAT_DTYPES,
     check_batch,
+    check_label_pair,
     check_labels,
     check_num_classes,
     check_same_device,
@@ -54,7 +55,7 @@ def segmentation_stats(pred: Tensor, target: Tensor, num_classes: int, ignore_in
     Mixed label dtypes are promoted to a common one first (a copy); layouts whose spatial
     dims cannot be read as rows (e.g. strided in three dims) are copied to contiguous memory.
     """
-    pred, target = _check_label_pair(pred, target)
+    pred, target = check_label_pair(pred, target)
     num_classes = check_num_classes(num_classes)
     _check_ignore_index(ignore_index)
     if use_compiled(backend, pred.device):
@@ -87,18 +88,6 @@ def soft_dice_stats(probs: Tensor, target: Tensor, *, backend: str = "auto") -> 
 
 
 # ----------------------------------------------------------------------------- validation
-
-def _check_label_pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    pred, target = check_labels("pred", pred), check_labels("target", target)
-    check_batch("pred", pred, 2)
-    if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have one shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
-    check_same_device(pred=pred, target=target)
-    if pred.dtype != target.dtype:
-        common = torch.promote_types(pred.dtype, target.dtype)
-        pred, target = pred.to(common), target.to(common)
-    return pred, target
-
 
 def _check_ignore_index(ignore_index: object) -> None:
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
@@ -149,7 +138,7 @@ def _effective_ignore(dtype: torch.dtype, ignore_index: int | None) -> int | Non
 
 def _run_seg_stats(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None, launch) -> Tensor:
     """Shared host side of the CPU and CUDA kernels: row views, output, error report."""
-    pred, target = _check_label_pair(pred, target)
+    pred, target = check_label_pair(pred, target)
     (p, t), unravel = flatten_spatial([pred, target], [1, 1], groups=2)
     out = torch.zeros((pred.shape[0], num_classes, 3), dtype=torch.int64, device=pred.device)
     which, sample, row, col, value = launch(p, t, out, _effective_ignore(pred.dtype, ignore_index))

@@ -1,0 +1,39 @@
+"""Timing with torch.utils.benchmark: median and interquartile range of blocked runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.utils.benchmark as tbench
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Median and interquartile range of one callable, in seconds."""
+
+    median: float
+    iqr: float
+    runs: int
+
+
+def measure(fn: Callable[[], object], min_run_time: float = 0.5) -> Timing:
+    """Time `fn` (after a warm-up call) until `min_run_time` seconds of measurements exist."""
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    measurement = tbench.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time)
+    return Timing(median=measurement.median, iqr=measurement.iqr, runs=len(measurement.times))
+
+
+def copy_bandwidth(nbytes: int = 256 << 20, device: str = "cpu", min_run_time: float = 0.5) -> float:
+    """Measured memory-copy bandwidth in bytes/s: bytes copied (counted once) per second.
+
+    Source and destination are touched before timing, so first-touch page faults are not
+    counted; the fraction an op reaches is then (bytes it must read) / time / this number.
+    """
+    src = torch.ones(nbytes, dtype=torch.uint8, device=device)
+    dst = torch.zeros_like(src)
+    timing = measure(lambda: dst.copy_(src), min_run_time)
+    return nbytes / timing.median
