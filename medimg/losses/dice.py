@@ -51,7 +51,8 @@ class DiceLoss(nn.Module):
         self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
         self.batch, self.reduction = batch, reduction
         self.backend = check_backend(backend)
-        self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
+        # float64 keeps weights such as 0.2 exact for float64 losses; cast to the loss dtype in use.
+        self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float64))
 
     def probabilities(self, input: Tensor) -> Tensor:
         if self.softmax:
@@ -110,7 +111,7 @@ class DiceCELoss(nn.Module):
             raise ValueError("DiceCELoss reduces to a scalar: reduction must be 'mean' or 'sum'")
         self.lambda_dice, self.lambda_ce = float(lambda_dice), float(lambda_ce)
         self.label_smoothing = float(label_smoothing)
-        ce_weight = None if ce_weight is None else torch.as_tensor(ce_weight, dtype=torch.float32)
+        ce_weight = None if ce_weight is None else torch.as_tensor(ce_weight, dtype=torch.float64)
         self.register_buffer("ce_weight", ce_weight)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
@@ -142,6 +143,8 @@ def _check_input_target(input: Tensor, target: Tensor, sigmoid: bool) -> tuple[T
         raise TypeError(f"input: expected float logits or probabilities (N, C, *spatial), got {input.dtype}")
     if input.dim() < 3:
         raise ValueError(f"input: expected (N, C, *spatial), got shape {tuple(input.shape)}")
-    if sigmoid and input.shape[1] == 1 and target.dim() == input.dim() - 1:
-        target = target.unsqueeze(1).to(input.dtype)  # binary foreground mask
+    if sigmoid and input.shape[1] == 1 and target.dim() == input.dim() - 1:  # binary foreground mask
+        if not target.is_floating_point() and bool(((target != 0) & (target != 1)).any()):
+            raise ValueError("target: a binary mask for sigmoid with one channel must hold only 0 and 1")
+        target = target.unsqueeze(1).to(input.dtype)
     return input, target

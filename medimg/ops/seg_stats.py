@@ -90,8 +90,12 @@ def soft_dice_stats(probs: Tensor, target: Tensor, *, backend: str = "auto") -> 
 # ----------------------------------------------------------------------------- validation
 
 def _check_ignore_index(ignore_index: object) -> None:
-    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+    if ignore_index is None:
+        return
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
         raise TypeError(f"ignore_index: expected an int or None, got {type(ignore_index).__name__}")
+    if not -(2**63) <= ignore_index < 2**63:
+        raise ValueError(f"ignore_index: {ignore_index} does not fit in int64")
 
 
 def _check_soft_pair(probs: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -258,6 +262,7 @@ def _(grad_stats: Tensor, target: Tensor, probs_shape: Sequence[int], probs_dtyp
 
 def _setup_context(ctx, inputs, output) -> None:
     probs, target = inputs
+    _, target = _check_soft_pair(probs, target)  # as the forward read it: bool as uint8, soft cast to probs
     ctx.save_for_backward(target)
     ctx.probs_shape = tuple(probs.shape)
     ctx.probs_dtype = probs.dtype
