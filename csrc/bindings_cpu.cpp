@@ -42,6 +42,20 @@ void soft_dice_backward(const TensorView& grad_stats, const TensorView& target, 
   medimg::cpu::active_kernels().soft_dice_backward(grad_stats, target, target_is_labels, grad_probs, num_threads);
 }
 
+void affine_warp(const TensorView& input, const TensorView& coeffs, const TensorView& out, int32_t interp,
+                 int32_t padding, bool align_corners, int num_threads) {
+  py::gil_scoped_release released;
+  medimg::cpu::active_kernels().affine_warp(input, coeffs, out, interp, padding, align_corners, num_threads);
+}
+
+void affine_warp_backward(const TensorView& grad_out, const TensorView& input, const TensorView& coeffs,
+                          const TensorView& grad_input, const TensorView& grad_coeffs, bool need_input,
+                          bool need_coeffs, int32_t interp, int32_t padding, bool align_corners, int num_threads) {
+  py::gil_scoped_release released;
+  medimg::cpu::active_kernels().affine_warp_backward(grad_out, input, coeffs, grad_input, grad_coeffs, need_input,
+                                                     need_coeffs, interp, padding, align_corners, num_threads);
+}
+
 std::vector<std::string> supported_isas() {
   int count = 0;
   const char* const* names = medimg::cpu::supported_isas(&count);
@@ -71,6 +85,12 @@ PYBIND11_MODULE(_C, m) {
         "Fill out (N, C, 3) with [sum p*t, sum p, sum t]; returns the count of labels outside [0, C).");
   m.def("soft_dice_backward", &soft_dice_backward, py::arg("grad_stats"), py::arg("target"),
         py::arg("target_is_labels"), py::arg("grad_probs"), py::arg("num_threads"));
+  m.def("affine_warp", &affine_warp, py::arg("input"), py::arg("coeffs"), py::arg("out"), py::arg("interp"),
+        py::arg("padding"), py::arg("align_corners"), py::arg("num_threads"),
+        "Sample input at coeffs . (w, h[, d], 1) for every output pixel into out.");
+  m.def("affine_warp_backward", &affine_warp_backward, py::arg("grad_out"), py::arg("input"), py::arg("coeffs"),
+        py::arg("grad_input"), py::arg("grad_coeffs"), py::arg("need_input"), py::arg("need_coeffs"),
+        py::arg("interp"), py::arg("padding"), py::arg("align_corners"), py::arg("num_threads"));
   m.def("cpu_isa", [] { return std::string(medimg::cpu::active_kernels().isa); },
         "The instruction set whose kernels are active.");
   m.def("supported_isas", &supported_isas, "Instruction sets built here that this CPU runs.");

@@ -43,4 +43,25 @@ PYBIND11_MODULE(_C_cuda, m) {
       },
       py::arg("grad_stats"), py::arg("target"), py::arg("target_is_labels"), py::arg("grad_probs"),
       py::arg("stream"));
+  m.def(
+      "affine_warp",
+      [](const TensorView& input, const TensorView& coeffs, const TensorView& out, int32_t interp, int32_t padding,
+         bool align_corners, uintptr_t stream) {
+        py::gil_scoped_release released;
+        medimg::cuda::affine_warp(input, coeffs, out, interp, padding, align_corners, stream);
+      },
+      py::arg("input"), py::arg("coeffs"), py::arg("out"), py::arg("interp"), py::arg("padding"),
+      py::arg("align_corners"), py::arg("stream"));
+  m.def(
+      "affine_warp_backward",
+      [](const TensorView& grad_out, const TensorView& input, const TensorView& coeffs, const TensorView& grad_input,
+         const TensorView& grad_coeffs, bool need_input, bool need_coeffs, int32_t interp, int32_t padding,
+         bool align_corners, uintptr_t stream) {
+        py::gil_scoped_release released;
+        medimg::cuda::affine_warp_backward(grad_out, input, coeffs, grad_input, grad_coeffs, need_input, need_coeffs,
+                                           interp, padding, align_corners, stream);
+      },
+      py::arg("grad_out"), py::arg("input"), py::arg("coeffs"), py::arg("grad_input"), py::arg("grad_coeffs"),
+      py::arg("need_input"), py::arg("need_coeffs"), py::arg("interp"), py::arg("padding"), py::arg("align_corners"),
+      py::arg("stream"));
 }

@@ -1,5 +1,6 @@
-// pybind11 conversion of a Python tuple (ptr, dtype_code, sizes, strides, device) into a
-// TensorView. medimg/ops/_boundary.py builds those tuples from checked tensors.
+// pybind11 conversion of a Python tuple (ptr, dtype_code, sizes, strides, device, owner) into a
+// TensorView. medimg/ops/_boundary.py builds those tuples from checked tensors; `owner` (the
+// tensor) is not read here: holding it in the argument tuple keeps the memory alive for the call.
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -42,7 +43,7 @@ struct type_caster<medimg::TensorView> {
   bool load(handle src, bool) {
     if (!isinstance<tuple>(src)) return false;
     const auto t = reinterpret_borrow<tuple>(src);
-    if (t.size() != 5) return false;
+    if (t.size() != 6) return false;
     value = medimg::make_view(t[0].cast<uintptr_t>(), t[1].cast<int>(),
                               t[2].cast<std::vector<int64_t>>(), t[3].cast<std::vector<int64_t>>(),
                               t[4].cast<int>());

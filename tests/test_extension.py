@@ -31,7 +31,7 @@ def test_kernel_argument_errors_are_python_exceptions():
     with pytest.raises(ValueError, match="3-d view"):
         cpu.seg_stats(view(pred[0]), view(target[0]), view(out), 3, None, 1)
     with pytest.raises(ValueError, match="unknown dtype code"):
-        cpu.seg_stats((pred.data_ptr(), 42, (2, 1, 4), (4, 4, 1), -1), view(pred), view(out), 3, None, 1)
+        cpu.seg_stats((pred.data_ptr(), 42, (2, 1, 4), (4, 4, 1), -1, pred), view(pred), view(out), 3, None, 1)
     with pytest.raises(ValueError, match="more than 8 dimensions"):
         big = torch.zeros([1] * 9, dtype=torch.uint8)
         cpu.seg_stats(view(big), view(big), view(out), 3, None, 1)

@@ -9,15 +9,27 @@
 
 namespace medimg::cpu {
 
-// pred, target: (N, R, L) integer views of one dtype; out: (N, K, 3) int64, zeroed.
-// Returns the first invalid label met (which == kNoError when there is none).
+// seg_stats: pred, target (N, R, L) integer views of one dtype; out (N, K, 3) int64, zeroed;
+//   returns the first invalid label met (which == kNoError when there is none).
+// soft_dice_stats: probs (N, C, S); target (N, S) labels or (N, C, S); out (N, C, 3) float32/64;
+//   returns the number of labels outside [0, C).
+// affine_warp: input (N, C, [D,] H, W) any strides, plane offsets < 2^31; coeffs (N, k, k + 1)
+//   float64 mapping output pixel (w, h[, d], 1) to input coordinates; out contiguous.
+// affine_warp_backward: grad_input contiguous zeroed like input; grad_coeffs (N, C, k, k + 1)
+//   float64 zeroed (summed over C by the caller).
 #define MEDIMG_CPU_KERNEL_DECLS                                                                 \
   LabelError seg_stats(const TensorView& pred, const TensorView& target, const TensorView& out, \
                        int64_t num_classes, bool has_ignore, int64_t ignore_index, int num_threads); \
   int64_t soft_dice_stats(const TensorView& probs, const TensorView& target, bool target_is_labels, \
                           const TensorView& out, int num_threads);                              \
   void soft_dice_backward(const TensorView& grad_stats, const TensorView& target,               \
-                          bool target_is_labels, const TensorView& grad_probs, int num_threads);
+                          bool target_is_labels, const TensorView& grad_probs, int num_threads);        \
+  void affine_warp(const TensorView& input, const TensorView& coeffs, const TensorView& out, int32_t interp,  \
+                   int32_t padding, bool align_corners, int num_threads);                                   \
+  void affine_warp_backward(const TensorView& grad_out, const TensorView& input, const TensorView& coeffs,    \
+                            const TensorView& grad_input, const TensorView& grad_coeffs, bool need_input,    \
+                            bool need_coeffs, int32_t interp, int32_t padding, bool align_corners,           \
+                            int num_threads);
 
 namespace baseline {
 MEDIMG_CPU_KERNEL_DECLS
@@ -32,6 +44,8 @@ struct KernelTable {
   decltype(&baseline::seg_stats) seg_stats;
   decltype(&baseline::soft_dice_stats) soft_dice_stats;
   decltype(&baseline::soft_dice_backward) soft_dice_backward;
+  decltype(&baseline::affine_warp) affine_warp;
+  decltype(&baseline::affine_warp_backward) affine_warp_backward;
 };
 
 const KernelTable& active_kernels();

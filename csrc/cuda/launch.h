@@ -27,4 +27,14 @@ void soft_dice_stats(const TensorView& probs, const TensorView& target, bool tar
 void soft_dice_backward(const TensorView& grad_stats, const TensorView& target, bool target_is_labels,
                         const TensorView& grad_probs, uintptr_t stream);
 
+// input (N, C, [D,] H, W) any strides; coeffs (N, k, k + 1) float64; out contiguous like input.
+void affine_warp(const TensorView& input, const TensorView& coeffs, const TensorView& out, int32_t interp,
+                 int32_t padding, bool align_corners, uintptr_t stream);
+
+// grad_input: contiguous zeroed, float32 (float64 for float64 input); grad_coeffs: (N, C, k, k + 1)
+// float64 zeroed, filled in channel slot 0 (the caller sums over C).
+void affine_warp_backward(const TensorView& grad_out, const TensorView& input, const TensorView& coeffs,
+                          const TensorView& grad_input, const TensorView& grad_coeffs, bool need_input,
+                          bool need_coeffs, int32_t interp, int32_t padding, bool align_corners, uintptr_t stream);
+
 }  // namespace medimg::cuda

@@ -15,18 +15,20 @@ class Row:
     name: str
     timing: Timing
     bytes_read: int | None = None
+    items: int | None = None  # images or volumes per call, for a throughput column
 
 
 def format_rows(rows: list[Row], baseline: str, bandwidth: float | None) -> str:
-    """A table per case: median and IQR in ms, speed-up of `baseline` over each row, and
-    for the baseline the fraction of copy bandwidth reached."""
+    """A table per case: median and IQR in ms, items per second, medimg's speed-up over each
+    row (row time / `baseline` time), and for rows that declare their bytes the GB/s and the
+    fraction of copy bandwidth reached."""
     lines = []
     for case in dict.fromkeys(r.case for r in rows):
         group = [r for r in rows if r.case == case]
         ours = next((r for r in group if r.name == baseline), None)
         lines.append(f"\n{case}")
-        lines.append(f"  {'implementation':<34}{'median ms':>11}{'IQR ms':>9}{'medimg speed-up':>17}{'GB/s':>8}"
-                     f"{'% copy bw':>11}")
+        lines.append(f"  {'implementation':<44}{'median ms':>11}{'IQR ms':>9}{'items/s':>10}{'medimg speed-up':>17}"
+                     f"{'GB/s':>8}{'% copy bw':>11}")
         for r in group:
             speedup = f"{r.timing.median / ours.timing.median:.1f}x" if ours else "-"
             gbs = pct = ""
@@ -34,6 +36,7 @@ def format_rows(rows: list[Row], baseline: str, bandwidth: float | None) -> str:
                 rate = r.bytes_read / r.timing.median
                 gbs = f"{rate / 1e9:.1f}"
                 pct = f"{100 * rate / bandwidth:.0f}%" if bandwidth else ""
-            lines.append(f"  {r.name:<34}{r.timing.median * 1e3:>11.3f}{r.timing.iqr * 1e3:>9.3f}{speedup:>17}"
-                         f"{gbs:>8}{pct:>11}")
+            rate_items = f"{r.items / r.timing.median:.0f}" if r.items else ""
+            lines.append(f"  {r.name:<44}{r.timing.median * 1e3:>11.3f}{r.timing.iqr * 1e3:>9.3f}{rate_items:>10}"
+                         f"{speedup:>17}{gbs:>8}{pct:>11}")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 (meta) implementation, autograd where differentiable, and a pure-PyTorch reference
 (`medimg.ops._reference`) that is both the test oracle and the fallback."""
 
+from medimg.ops.affine import affine_grid_sample
 from medimg.ops.seg_stats import segmentation_stats, soft_dice_stats
 
-__all__ = ["segmentation_stats", "soft_dice_stats"]
+__all__ = ["affine_grid_sample", "segmentation_stats", "soft_dice_stats"]

@@ -31,14 +31,18 @@ INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 BACKENDS = ("auto", "medimg", "torch")
 
-ViewTuple = tuple[int, int, tuple[int, ...], tuple[int, ...], int]
+ViewTuple = tuple[int, int, tuple[int, ...], tuple[int, ...], int, Tensor]
 Unravel = Callable[[int, int], tuple[int, ...]]
 
 
 def view(t: Tensor) -> ViewTuple:
-    """The kernel-side description of a tensor (strides in elements, device -1 for CPU)."""
+    """The kernel-side description of a tensor (strides in elements, device -1 for CPU).
+
+    The tensor itself rides along as the last element: the tuple keeps it alive for as long
+    as the kernel call that receives it, so ``view(x.contiguous())`` is safe.
+    """
     device = -1 if t.device.type == "cpu" else t.device.index
-    return (t.data_ptr(), _DTYPE_CODES[t.dtype], tuple(t.shape), tuple(t.stride()), device)
+    return (t.data_ptr(), _DTYPE_CODES[t.dtype], tuple(t.shape), tuple(t.stride()), device, t)
 
 
 def num_threads() -> int:

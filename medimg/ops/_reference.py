@@ -57,3 +57,12 @@ def soft_dice_stats(probs: Tensor, target: Tensor) -> Tensor:
     p = probs.to(acc)
     dims = tuple(range(2, probs.dim()))
     return torch.stack([(p * one_hot).sum(dims), p.sum(dims), one_hot.sum(dims)], dim=-1)
+
+
+def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", padding_mode: str = "zeros",
+                       align_corners: bool = False) -> Tensor:
+    """F.affine_grid + F.grid_sample; integer label maps go through float64 (exact) in nearest mode."""
+    work = input if input.is_floating_point() else input.to(torch.float64)
+    grid = F.affine_grid(theta.to(work.dtype), list(input.shape), align_corners=align_corners)
+    out = F.grid_sample(work, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
+    return out if input.is_floating_point() else out.to(input.dtype)

@@ -1,0 +1,164 @@
+// Coordinate arithmetic of the affine warp, shared by the CPU and CUDA kernels.
+//
+// The warp samples input at coordinates that are an affine map of the output pixel index:
+// (ix, iy[, iz]) = M · (w, h[, d], 1). medimg/ops/affine.py folds theta, affine_grid's
+// normalised base grid and grid_sample's unnormalisation into M (float64), so kernels never
+// materialise a grid. Padding and interpolation follow F.grid_sample exactly.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "common/macros.h"
+#include "common/tensor_view.h"
+
+namespace medimg {
+
+enum class Interp : int32_t { Bilinear = 0, Nearest = 1 };
+enum class Padding : int32_t { Zeros = 0, Border = 1, Reflection = 2 };
+
+// Coordinate values are computed with min/max/floor/fabs arithmetic only (no branches), so the
+// CPU compiler vectorises the loops that call them and the GPU runs them without divergence;
+// the derivatives, needed by the backward only, are separate functions.
+
+template <class F>
+MEDIMG_HD F min_of(F a, F b) {
+  return b < a ? b : a;
+}
+template <class F>
+MEDIMG_HD F max_of(F a, F b) {
+  return a < b ? b : a;
+}
+
+// Keeps far-away coordinates finite and castable to int32 (they only ever read zeros).
+template <class F>
+MEDIMG_HD F bound_coordinate(F x) {
+  return min_of(max_of(x, F(-(1 << 30))), F(1 << 30));
+}
+
+// min(size - 1, max(x, 0)).
+template <class F>
+MEDIMG_HD F clip_coordinate(F x, int64_t size) {
+  return min_of(max_of(x, F(0)), F(size - 1));
+}
+
+// d clip_coordinate / dx: 0 where clipped (and at the ends), as grid_sample's backward.
+template <class F>
+MEDIMG_HD F clip_coordinate_grad(F x, int64_t size) {
+  return F((x > F(0)) & (x < F(size - 1)));
+}
+
+// Reflection bounds (twice the low and high ends) of grid_sample for one axis.
+MEDIMG_HD void reflection_bounds(int64_t size, bool align_corners, int64_t* twice_low, int64_t* twice_high) {
+  *twice_low = align_corners ? 0 : -1;
+  *twice_high = align_corners ? 2 * (size - 1) : 2 * size - 1;
+}
+
+// Number of reflections (its parity matters) and the distance past the last one.
+template <class F>
+MEDIMG_HD F reflection_parity(F x, int64_t twice_low, int64_t twice_high, F* extra) {
+  const F lo = F(twice_low) / F(2);
+  // A degenerate span (one pixel, align_corners) gives a value that the clip then maps to 0.
+  const F span = max_of(F(twice_high - twice_low) / F(2), F(0.5));
+  const F distance = fabs(x - lo);
+  const F flips = floor(distance / span);
+  *extra = distance - span * flips;  // fmod(distance, span)
+  return flips - F(2) * floor(flips * F(0.5));  // 1 if odd
+}
+
+// x reflected into [twice_low / 2, twice_high / 2], grid_sample's reflect_coordinates.
+template <class F>
+MEDIMG_HD F reflect_coordinate(F x, int64_t twice_low, int64_t twice_high) {
+  F extra;
+  const F odd = reflection_parity(x, twice_low, twice_high, &extra);
+  const F span = max_of(F(twice_high - twice_low) / F(2), F(0.5));
+  return F(twice_low) / F(2) + extra + odd * (span - F(2) * extra);
+}
+
+// d reflect_coordinate / dx: +1 or -1 (0 for a degenerate span).
+template <class F>
+MEDIMG_HD F reflect_coordinate_grad(F x, int64_t twice_low, int64_t twice_high) {
+  if (twice_low == twice_high) return F(0);
+  F extra;
+  const F odd = reflection_parity(x, twice_low, twice_high, &extra);
+  const F sign = x - F(twice_low) / F(2) < F(0) ? F(-1) : F(1);
+  return sign * (F(1) - F(2) * odd);
+}
+
+// Source coordinate after padding along one axis of `size` pixels.
+template <Padding kPad, class F>
+MEDIMG_HD F padded_coordinate(F x, int64_t size, bool align_corners) {
+  x = bound_coordinate(x);
+  if constexpr (kPad == Padding::Zeros) {
+    return x;
+  } else if constexpr (kPad == Padding::Border) {
+    return clip_coordinate(x, size);
+  } else {
+    int64_t twice_low, twice_high;
+    reflection_bounds(size, align_corners, &twice_low, &twice_high);
+    return clip_coordinate(reflect_coordinate(x, twice_low, twice_high), size);
+  }
+}
+
+// d padded_coordinate / dx.
+template <Padding kPad, class F>
+MEDIMG_HD F padded_coordinate_grad(F x, int64_t size, bool align_corners) {
+  x = bound_coordinate(x);
+  if constexpr (kPad == Padding::Zeros) {
+    return F(1);
+  } else if constexpr (kPad == Padding::Border) {
+    return clip_coordinate_grad(x, size);
+  } else {
+    int64_t twice_low, twice_high;
+    reflection_bounds(size, align_corners, &twice_low, &twice_high);
+    return reflect_coordinate_grad(x, twice_low, twice_high) *
+           clip_coordinate_grad(reflect_coordinate(x, twice_low, twice_high), size);
+  }
+}
+
+// Spatial geometry of a warp input (N, C, [D,] H, W): axis 0 = x (W), 1 = y (H), 2 = z (D).
+struct WarpGeometry {
+  int64_t n = 0, c = 0;
+  int64_t size[3] = {1, 1, 1};
+  int64_t stride[3] = {0, 0, 0};  // input strides along x, y, z, in elements
+  int64_t sample_stride = 0, channel_stride = 0;
+  MEDIMG_HD int64_t plane() const { return size[0] * size[1] * size[2]; }
+};
+
+template <int kDims>
+MEDIMG_HD WarpGeometry warp_geometry(const TensorView& input) {
+  WarpGeometry g;
+  g.n = input.sizes[0];
+  g.c = input.sizes[1];
+  g.sample_stride = input.strides[0];
+  g.channel_stride = input.strides[1];
+  for (int r = 0; r < kDims; ++r) {
+    g.size[r] = input.sizes[input.ndim - 1 - r];
+    g.stride[r] = input.strides[input.ndim - 1 - r];
+  }
+  return g;
+}
+
+// Weight of tap k (bit r of k: upper neighbour along axis r) and its derivative along axis `axis`
+// (axis = -1: no derivative), from the fractional parts of the coordinates.
+template <class F, int kDims>
+MEDIMG_HD F tap_weight(int k, const F* frac, int axis) {
+  F w = F(1);
+  for (int r = 0; r < kDims; ++r) {
+    const bool upper = (k >> r) & 1;
+    if (r == axis) w *= upper ? F(1) : F(-1);
+    else w *= upper ? frac[r] : F(1) - frac[r];
+  }
+  return w;
+}
+
+MEDIMG_HD bool in_bounds(int64_t i, int64_t size) { return i >= 0 && i < size; }
+
+// Index of the nearest pixel: round half to even, as grid_sample (nearbyint). Coordinates
+// are bounded to 2^30, so I may be int32 (which vectorises on the CPU).
+template <class I, class F>
+MEDIMG_HD I nearest_index(F x) {
+  return I(nearbyint(x));
+}
+
+}  // namespace medimg

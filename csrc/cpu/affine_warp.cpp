@@ -1,0 +1,465 @@
+// Affine warp (grid_sample of an affine grid, without the grid) and its backward.
+//
+// Forward: threads take output rows (sample, [depth,] row). For a segment of a row the
+// coordinates, padding and interpolation taps (int32 offsets into one channel plane and
+// weights, zero weight for taps outside a zero-padded image) are computed once in a
+// vectorised loop, then every channel is a vectorised gather over those taps.
+// Backward: threads own (sample, channel) planes, so the scatter into grad_input needs no
+// atomics; each plane also sums its part of d(loss)/d(M), reduced over channels in Python.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include "common/affine_sample.h"
+#include "common/tensor_view.h"
+#include "cpu/kernels.h"
+
+namespace medimg::cpu::MEDIMG_ISA_NS {
+namespace {
+
+constexpr int64_t kSegment = 512;
+
+template <int kDims, Interp kInterp>
+constexpr int tap_count() {
+  return kInterp == Interp::Bilinear ? (1 << kDims) : 1;
+}
+
+// Coordinates of output pixels (w0 + i, h, d), i < len, through the kDims x (kDims + 1)
+// matrix m: base + i * step, with the row constant taken in double.
+template <class F, int kDims>
+void row_coordinates(const double* m, int64_t w0, int64_t h, int64_t d, F* base, F* step) {
+  for (int r = 0; r < kDims; ++r) {
+    const double* row = m + r * (kDims + 1);
+    const double z = kDims == 3 ? row[2] * double(d) : 0.0;
+    base[r] = F(row[0] * double(w0) + row[1] * double(h) + z + row[kDims]);
+    step[r] = F(row[0]);
+  }
+}
+
+// Per-axis source positions of pixels first .. first + len - 1 of a row segment whose pixel i
+// sits at base + step * i: the lower neighbour and the fraction towards the upper one
+// (bilinear), or the nearest pixel (nearest), stored from index 0.
+template <class F, int kDims, Interp kInterp, Padding kPad>
+void axis_positions(const F* base, const F* step, int64_t first, int64_t len, const WarpGeometry& g, bool align,
+                    int32_t (*lower)[kSegment], F (*frac)[kSegment]) {
+  for (int r = 0; r < kDims; ++r) {
+    const F b = base[r], s = step[r];
+    const int64_t size = g.size[r];
+    int32_t* lo = lower[r];
+    F* fr = frac[r];
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) {
+      const F coord = padded_coordinate<kPad>(b + s * F(int32_t(first + i)), size, align);  // < kSegment
+      if constexpr (kInterp == Interp::Nearest) {
+        lo[i] = nearest_index<int32_t>(coord);
+      } else {
+        const F fl = std::floor(coord);
+        lo[i] = int32_t(fl);
+        fr[i] = coord - fl;
+      }
+    }
+  }
+}
+
+// Taps of pixels [begin, begin + len) of a segment: off[k * len + i], wt[k * len + i] for tap k.
+// Each loop is flat over pixels (axes and taps outside), so it vectorises.
+template <class F, int kDims, Interp kInterp>
+void combine_taps(const int32_t (*lower)[kSegment], const F (*frac)[kSegment], int64_t begin, int64_t len,
+                  const WarpGeometry& g, int32_t* off, F* wt) {
+  for (int k = 0; k < tap_count<kDims, kInterp>(); ++k) {
+    int32_t* __restrict o = off + k * len;
+    F* __restrict w = wt + k * len;
+    for (int64_t i = 0; i < len; ++i) {
+      o[i] = 0;
+      w[i] = F(1);
+    }
+    for (int r = 0; r < kDims; ++r) {
+      const int32_t upper = (k >> r) & 1, size = int32_t(g.size[r]), stride = int32_t(g.stride[r]);
+      // Weight along r: frac for the upper neighbour, 1 - frac for the lower (bilinear).
+      const F w_const = upper ? F(0) : F(1), w_slope = upper ? F(1) : F(-1);
+      const int32_t* __restrict lo = lower[r] + begin;
+      const F* __restrict fr = frac[r] + begin;
+#pragma omp simd
+      for (int32_t i = 0; i < int32_t(len); ++i) {
+        const int32_t q = lo[i] + upper;
+        const int32_t inside = int32_t(q >= 0) & int32_t(q < size);
+        o[i] = (o[i] + q * stride) * inside;
+        if constexpr (kInterp == Interp::Nearest) {
+          w[i] *= F(inside);
+        } else {
+          w[i] *= (w_const + w_slope * fr[i]) * F(inside);
+        }
+      }
+    }
+  }
+}
+
+template <class T, class F, int kTaps>
+void gather_row(const T* src, const int32_t* off, const F* wt, int64_t len, T* dst) {
+  if constexpr (std::is_floating_point_v<T>) {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) {
+      F acc = F(0);
+      for (int k = 0; k < kTaps; ++k) acc += wt[k * len + i] * F(src[off[k * len + i]]);
+      dst[i] = T(acc);
+    }
+  } else {  // labels, nearest only: copy the value, or 0 outside a zero-padded image (off is 0 there)
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) {
+      const T v = src[off[i]];
+      dst[i] = wt[i] != F(0) ? v : T(0);
+    }
+  }
+}
+
+// Pixels [begin, end) of a segment (pixel i at base + step * i) whose coordinates along every
+// axis lie in [0, size - 1) with a pixel of margin: all their taps are inside the image, so
+// padding leaves them unchanged and no tap needs a mask.
+template <int kDims>
+void interior_range(const double* m, int64_t w0, int64_t h, int64_t d, int64_t len, const WarpGeometry& g,
+                    int64_t* begin, int64_t* end) {
+  double lo = 0.0, hi = double(len);
+  for (int r = 0; r < kDims; ++r) {
+    const double* row = m + r * (kDims + 1);
+    const double b = row[0] * double(w0) + row[1] * double(h) + (kDims == 3 ? row[2] * double(d) : 0.0) + row[kDims];
+    const double s = row[0], top = double(g.size[r] - 1);
+    if (s == 0.0) {
+      if (!(b >= 0.0 && b < top)) hi = lo;
+      continue;
+    }
+    const double a1 = (0.0 - b) / s, a2 = (top - b) / s;  // where the coordinate crosses 0 and size - 1
+    lo = std::max(lo, std::min(a1, a2) + 1.0);
+    hi = std::min(hi, std::max(a1, a2) - 1.0);
+  }
+  *begin = std::clamp<int64_t>(int64_t(std::ceil(lo)), 0, len);
+  *end = std::max(*begin, std::clamp<int64_t>(int64_t(std::floor(hi)), 0, len));
+}
+
+#if defined(__AVX2__)
+// Pairs (v[o], v[o + 1]) for 8 offsets o (in floats), split into the left and right values.
+inline void gather_pairs_avx2(const float* plane, __m256i offsets, __m256* left, __m256* right) {
+  const long long* base = reinterpret_cast<const long long*>(plane);
+  // The gather scale of 4 turns float offsets into bytes.
+  const __m256 lo = _mm256_castsi256_ps(_mm256_i32gather_epi64(base, _mm256_castsi256_si128(offsets), 4));
+  const __m256 hi = _mm256_castsi256_ps(_mm256_i32gather_epi64(base, _mm256_extracti128_si256(offsets, 1), 4));
+  *left = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))),
+                                                 _MM_SHUFFLE(3, 1, 2, 0)));
+  *right = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))),
+                                                  _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+// Bi/trilinear float32 with unit x-stride, interior pixels only (see interior_range): the two
+// taps along x are adjacent, so each of the 2 (2D) or 4 (3D) source rows is one 64-bit gather
+// per pixel, and the interpolation is a chain of lerps. Rotated reads defeat the hardware
+// prefetcher, so each group also prefetches where the same pixels kPrefetchRows output rows
+// below will read (prefetch_delta elements further). Whole groups of 8; returns the end reached.
+template <int kDims>
+int64_t linear_interior_avx2(const float* base, const float* step, int64_t begin, int64_t end, const WarpGeometry& g,
+                             const float* src, float* dst, int64_t plane, int64_t prefetch_delta) {
+  constexpr int kRows = 1 << (kDims - 1);
+  const __m256 lanes = _mm256_setr_ps(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
+  const __m256i row_stride = _mm256_set1_epi32(int32_t(g.stride[1]));
+  const __m256i slice_stride = _mm256_set1_epi32(int32_t(g.stride[2]));
+  int64_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    const __m256 index = _mm256_add_ps(_mm256_set1_ps(float(int32_t(i))), lanes);
+    __m256 frac[kDims];
+    __m256i offset = _mm256_setzero_si256();
+    for (int r = 0; r < kDims; ++r) {
+      const __m256 coord = _mm256_fmadd_ps(_mm256_set1_ps(step[r]), index, _mm256_set1_ps(base[r]));
+      const __m256 low = _mm256_floor_ps(coord);
+      frac[r] = _mm256_sub_ps(coord, low);
+      const __m256i q = _mm256_cvttps_epi32(low);
+      offset = _mm256_add_epi32(offset, r == 0 ? q : _mm256_mullo_epi32(q, r == 1 ? row_stride : slice_stride));
+    }
+    __m256i rows[kRows];
+    for (int k = 0; k < kRows; ++k) {
+      rows[k] = offset;
+      if (k & 1) rows[k] = _mm256_add_epi32(rows[k], row_stride);
+      if (k & 2) rows[k] = _mm256_add_epi32(rows[k], slice_stride);
+    }
+    for (int64_t c = 0; c < g.c; ++c) {
+      const float* s = src + c * g.channel_stride;
+      _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + _mm256_extract_epi32(offset, 0)), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + _mm256_extract_epi32(offset, 7)), _MM_HINT_T0);
+      __m256 along_x[kRows];
+      for (int k = 0; k < kRows; ++k) {
+        __m256 left, right;
+        gather_pairs_avx2(s, rows[k], &left, &right);
+        along_x[k] = _mm256_fmadd_ps(frac[0], _mm256_sub_ps(right, left), left);
+      }
+      __m256 along_y[2];
+      for (int k = 0; k < kRows / 2; ++k) {
+        along_y[k] = _mm256_fmadd_ps(frac[1], _mm256_sub_ps(along_x[2 * k + 1], along_x[2 * k]), along_x[2 * k]);
+      }
+      __m256 value = along_y[0];
+      if constexpr (kDims == 3) value = _mm256_fmadd_ps(frac[2], _mm256_sub_ps(along_y[1], along_y[0]), along_y[0]);
+      _mm256_storeu_ps(dst + c * plane + i, value);
+    }
+  }
+  return i;
+}
+#endif
+
+// Source offset (elements) between a pixel and the same pixel kPrefetchRows output rows below
+// (2D), clamped so that a prefetch address stays near the plane.
+constexpr int64_t kPrefetchRows = 2;
+template <int kDims>
+int64_t prefetch_delta(const double* m, const WarpGeometry& g) {
+  int64_t delta = 0;
+  for (int r = 0; r < kDims; ++r) {  // column 1 of M: the source step per output row
+    const double limit = double(g.size[r]);
+    delta += int64_t(std::nearbyint(std::clamp(m[r * (kDims + 1) + 1] * kPrefetchRows, -limit, limit))) * g.stride[r];
+  }
+  return delta;
+}
+
+template <class T, class F, int kDims, Interp kInterp, Padding kPad>
+void forward_typed(const TensorView& input, const TensorView& coeffs, const TensorView& out, bool align,
+                   int num_threads) {
+  constexpr int kTaps = tap_count<kDims, kInterp>();
+  const WarpGeometry g = warp_geometry<kDims>(input);
+  const int64_t width = g.size[0], height = g.size[1], depth = g.size[2];
+  const int64_t rows = g.n * depth * height;
+  const int64_t plane = g.plane();
+  const double* m_all = coeffs.ptr<const double>();
+  const int threads = rows * width * g.c >= (int64_t(1) << 14) ? std::max(1, num_threads) : 1;
+
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<int32_t> off(size_t(kTaps * kSegment));
+    std::vector<F> wt(size_t(kTaps * kSegment));
+    int32_t lower[kDims][kSegment];
+    F frac[kDims][kSegment];
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < rows; ++row) {
+      const int64_t n = row / (depth * height), d = (row / height) % depth, h = row % height;
+      const double* m = m_all + n * kDims * (kDims + 1);
+      const T* src = input.ptr<const T>() + n * g.sample_stride;
+      T* dst = out.ptr<T>() + n * g.c * plane + (d * height + h) * width;
+      for (int64_t w0 = 0; w0 < width; w0 += kSegment) {
+        const int64_t len = std::min(kSegment, width - w0);
+        F base[kDims], step[kDims];
+        row_coordinates<F, kDims>(m, w0, h, d, base, step);
+        // Pixels [first, first + count) of the segment through the general path.
+        auto general = [&](int64_t first, int64_t count) {
+          if (count <= 0) return;
+          axis_positions<F, kDims, kInterp, kPad>(base, step, first, count, g, align, lower, frac);
+          combine_taps<F, kDims, kInterp>(lower, frac, 0, count, g, off.data(), wt.data());
+          for (int64_t c = 0; c < g.c; ++c) {
+            gather_row<T, F, kTaps>(src + c * g.channel_stride, off.data(), wt.data(), count,
+                                    dst + c * plane + w0 + first);
+          }
+        };
+#if defined(__AVX2__)
+        if constexpr (std::is_same_v<T, float> && kInterp == Interp::Bilinear) {
+          if (g.stride[0] == 1) {
+            int64_t begin, end;
+            interior_range<kDims>(m, w0, h, d, len, g, &begin, &end);
+            general(0, begin);
+            end = linear_interior_avx2<kDims>(base, step, begin, end, g, src, dst + w0, plane,
+                                              prefetch_delta<kDims>(m, g));
+            general(end, len - end);
+            continue;
+          }
+        }
+#endif
+        general(0, len);
+      }
+    }
+  }
+}
+
+// d(loss)/d(input) and d(loss)/d(M) for one (sample, channel) plane.
+template <class T, int kDims, Interp kInterp, Padding kPad>
+void backward_plane(const TensorView& grad_out, const TensorView& input, const double* m, const WarpGeometry& g,
+                    int64_t n, int64_t c, bool align, T* grad_in, double* grad_m) {
+  using F = T;
+  const int64_t width = g.size[0], height = g.size[1], depth = g.size[2];
+  const T* src = input.ptr<const T>() + n * g.sample_stride + c * g.channel_stride;
+  const T* gout = grad_out.ptr<const T>() + (n * g.c + c) * g.plane();
+  for (int64_t d = 0; d < depth; ++d) {
+    for (int64_t h = 0; h < height; ++h) {
+      F base[kDims], step[kDims];
+      row_coordinates<F, kDims>(m, 0, h, d, base, step);
+      for (int64_t w = 0; w < width; ++w) {
+        const F go = gout[(d * height + h) * width + w];
+        F coord[kDims], coord_grad[kDims];
+        for (int r = 0; r < kDims; ++r) {
+          const F raw = base[r] + step[r] * F(w);
+          coord[r] = padded_coordinate<kPad>(raw, g.size[r], align);
+          coord_grad[r] = padded_coordinate_grad<kPad>(raw, g.size[r], align);
+        }
+        F dcoord[kDims] = {};
+        if constexpr (kInterp == Interp::Nearest) {
+          bool ok = true;
+          int64_t po = 0;
+          for (int r = 0; r < kDims; ++r) {
+            const int64_t q = nearest_index<int64_t>(coord[r]);
+            ok = ok && in_bounds(q, g.size[r]);
+            po += q * (r == 0 ? 1 : (r == 1 ? width : width * height));
+          }
+          if (ok && grad_in) grad_in[po] += go;
+        } else {
+          int64_t lo[kDims];
+          F frac[kDims];
+          for (int r = 0; r < kDims; ++r) {
+            const F fl = std::floor(coord[r]);
+            lo[r] = int64_t(fl);
+            frac[r] = coord[r] - fl;
+          }
+          for (int k = 0; k < (1 << kDims); ++k) {
+            bool ok = true;
+            int64_t o = 0, po = 0;
+            const F weight = tap_weight<F, kDims>(k, frac, -1);
+            for (int r = 0; r < kDims; ++r) {
+              const int64_t q = lo[r] + ((k >> r) & 1);
+              ok = ok && in_bounds(q, g.size[r]);
+              o += q * g.stride[r];
+              po += q * (r == 0 ? 1 : (r == 1 ? width : width * height));
+            }
+            if (!ok) continue;
+            if (grad_in) grad_in[po] += weight * go;
+            const F v = src[o];
+            for (int r = 0; r < kDims; ++r) dcoord[r] += tap_weight<F, kDims>(k, frac, r) * v * go;
+          }
+        }
+        if (grad_m) {
+          for (int r = 0; r < kDims; ++r) {
+            const double gr = double(dcoord[r] * coord_grad[r]);
+            double* row = grad_m + r * (kDims + 1);
+            row[0] += gr * double(w);
+            row[1] += gr * double(h);
+            if (kDims == 3) row[2] += gr * double(d);
+            row[kDims] += gr;
+          }
+        }
+      }
+    }
+  }
+}
+
+template <class T, int kDims, Interp kInterp, Padding kPad>
+void backward_typed(const TensorView& grad_out, const TensorView& input, const TensorView& coeffs,
+                    const TensorView& grad_input, const TensorView& grad_coeffs, bool need_input,
+                    bool need_coeffs, bool align, int num_threads) {
+  const WarpGeometry g = warp_geometry<kDims>(input);
+  const int64_t planes = g.n * g.c;
+  const int threads = planes > 1 ? std::max(1, num_threads) : 1;
+  constexpr int64_t kCoeffs = kDims * (kDims + 1);
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+  for (int64_t p = 0; p < planes; ++p) {
+    const int64_t n = p / g.c, c = p % g.c;
+    T* gin = need_input ? grad_input.ptr<T>() + p * g.plane() : nullptr;
+    double* gm = need_coeffs ? grad_coeffs.ptr<double>() + p * kCoeffs : nullptr;
+    backward_plane<T, kDims, kInterp, kPad>(grad_out, input, coeffs.ptr<const double>() + n * kCoeffs, g, n, c,
+                                            align, gin, gm);
+  }
+}
+
+// Calls fn.template run<kDims, kInterp, kPad>() for the runtime choices.
+template <class Fn>
+void dispatch_modes(int dims, int32_t interp, int32_t padding, const Fn& fn) {
+  MEDIMG_CHECK_ARG(dims == 2 || dims == 3, "input: expected 4-d (N, C, H, W) or 5-d (N, C, D, H, W)");
+  MEDIMG_CHECK_ARG(interp == 0 || interp == 1, "mode: expected bilinear (0) or nearest (1)");
+  MEDIMG_CHECK_ARG(padding >= 0 && padding <= 2, "padding_mode: expected zeros (0), border (1), reflection (2)");
+  auto with_pad = [&](auto dims_tag, auto interp_tag) {
+    constexpr int kDims = decltype(dims_tag)::value;
+    constexpr Interp kInterp = decltype(interp_tag)::value;
+    switch (Padding(padding)) {
+      case Padding::Zeros: return fn.template run<kDims, kInterp, Padding::Zeros>();
+      case Padding::Border: return fn.template run<kDims, kInterp, Padding::Border>();
+      case Padding::Reflection: return fn.template run<kDims, kInterp, Padding::Reflection>();
+    }
+  };
+  auto with_interp = [&](auto dims_tag) {
+    if (Interp(interp) == Interp::Bilinear) return with_pad(dims_tag, std::integral_constant<Interp, Interp::Bilinear>{});
+    return with_pad(dims_tag, std::integral_constant<Interp, Interp::Nearest>{});
+  };
+  if (dims == 2) return with_interp(std::integral_constant<int, 2>{});
+  return with_interp(std::integral_constant<int, 3>{});
+}
+
+template <class T>
+struct ForwardKernel {
+  const TensorView& input;
+  const TensorView& coeffs;
+  const TensorView& out;
+  bool align;
+  int num_threads;
+  template <int kDims, Interp kInterp, Padding kPad>
+  void run() const {
+    using F = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    forward_typed<T, F, kDims, kInterp, kPad>(input, coeffs, out, align, num_threads);
+  }
+};
+
+template <class T>
+struct BackwardKernel {
+  const TensorView& grad_out;
+  const TensorView& input;
+  const TensorView& coeffs;
+  const TensorView& grad_input;
+  const TensorView& grad_coeffs;
+  bool need_input, need_coeffs, align;
+  int num_threads;
+  template <int kDims, Interp kInterp, Padding kPad>
+  void run() const {
+    backward_typed<T, kDims, kInterp, kPad>(grad_out, input, coeffs, grad_input, grad_coeffs, need_input,
+                                            need_coeffs, align, num_threads);
+  }
+};
+
+}  // namespace
+
+void affine_warp(const TensorView& input, const TensorView& coeffs, const TensorView& out, int32_t interp,
+                 int32_t padding, bool align_corners, int num_threads) {
+  const int dims = input.ndim - 2;
+  MEDIMG_CHECK_ARG(out.dtype == input.dtype, "out must have the dtype of input");
+  MEDIMG_CHECK_ARG(coeffs.dtype == DType::Float64, "coeffs must be float64");
+  const bool floating = input.dtype == DType::Float32 || input.dtype == DType::Float64;
+  MEDIMG_CHECK_ARG(floating || Interp(interp) == Interp::Nearest,
+                   std::string("input: bilinear sampling needs float32/float64, got ") + dtype_name(input.dtype));
+  auto go = [&](auto tag) {
+    using T = decltype(tag);
+    dispatch_modes(dims, interp, padding, ForwardKernel<T>{input, coeffs, out, align_corners, num_threads});
+  };
+  switch (input.dtype) {
+    case DType::Float32: return go(float{});
+    case DType::Float64: return go(double{});
+    case DType::UInt8: return go(uint8_t{});
+    case DType::Int8: return go(int8_t{});
+    case DType::Int16: return go(int16_t{});
+    case DType::Int32: return go(int32_t{});
+    case DType::Int64: return go(int64_t{});
+    default: fail_argument(std::string("input: unsupported dtype on the CPU: ") + dtype_name(input.dtype));
+  }
+}
+
+void affine_warp_backward(const TensorView& grad_out, const TensorView& input, const TensorView& coeffs,
+                          const TensorView& grad_input, const TensorView& grad_coeffs, bool need_input,
+                          bool need_coeffs, int32_t interp, int32_t padding, bool align_corners, int num_threads) {
+  const int dims = input.ndim - 2;
+  MEDIMG_CHECK_ARG(grad_out.dtype == input.dtype, "grad_out must have the dtype of input");
+  if (input.dtype == DType::Float32) {
+    dispatch_modes(dims, interp, padding,
+                   BackwardKernel<float>{grad_out, input, coeffs, grad_input, grad_coeffs, need_input, need_coeffs,
+                                         align_corners, num_threads});
+  } else if (input.dtype == DType::Float64) {
+    dispatch_modes(dims, interp, padding,
+                   BackwardKernel<double>{grad_out, input, coeffs, grad_input, grad_coeffs, need_input, need_coeffs,
+                                          align_corners, num_threads});
+  } else {
+    fail_argument(std::string("input: gradients need float32/float64, got ") + dtype_name(input.dtype));
+  }
+}
+
+}  // namespace medimg::cpu::MEDIMG_ISA_NS

@@ -1,0 +1,310 @@
+// Affine warp on the GPU: one thread per output pixel computes its coordinates and taps once
+// and serves every channel; writes are coalesced along W. Backward: atomics scatter into a
+// float32/float64 grad_input, and d(loss)/d(M) is reduced per block then added atomically.
+// Coordinate, padding and tap arithmetic is common/affine_sample.h, as on the CPU.
+#include <cuda_runtime.h>
+
+#include <type_traits>
+
+#include "common/affine_sample.h"
+#include "common/float_types.h"
+#include "cuda/check.cuh"
+#include "cuda/launch.h"
+
+namespace medimg::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <class T>
+using coord_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+template <class T>
+__device__ __forceinline__ coord_t<T> load_value(const T* p) {
+  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) return to_acc(*p);
+  else return coord_t<T>(*p);
+}
+
+template <class T>
+__device__ __forceinline__ T store_value(coord_t<T> v) {
+  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) return from_acc<T>(v);
+  else return T(v);
+}
+
+// Raw (unpadded) input coordinates of output pixel (w, h, d) through M.
+template <class F, int kDims>
+__device__ __forceinline__ void raw_coordinates(const double* m, int64_t w, int64_t h, int64_t d, F* coord) {
+#pragma unroll
+  for (int r = 0; r < kDims; ++r) {
+    const double* row = m + r * (kDims + 1);
+    const double z = kDims == 3 ? row[2] * double(d) : 0.0;
+    coord[r] = F(row[0] * double(w) + row[1] * double(h) + z + row[kDims]);
+  }
+}
+
+template <class T, int kDims, Interp kInterp, Padding kPad>
+__global__ void __launch_bounds__(kThreads) forward_kernel(TensorView input, const double* coeffs, T* out,
+                                                           bool align, WarpGeometry g) {
+  using F = coord_t<T>;
+  const int64_t plane = g.plane();
+  const int64_t n = blockIdx.y;
+  const int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (p >= plane) return;
+  const int64_t w = p % g.size[0], h = (p / g.size[0]) % g.size[1], d = p / (g.size[0] * g.size[1]);
+  F coord[kDims];
+  raw_coordinates<F, kDims>(coeffs + n * kDims * (kDims + 1), w, h, d, coord);
+#pragma unroll
+  for (int r = 0; r < kDims; ++r) coord[r] = padded_coordinate<kPad>(coord[r], g.size[r], align);
+  const T* src = input.ptr<const T>() + n * g.sample_stride;
+  T* dst = out + n * g.c * plane + p;
+  if constexpr (kInterp == Interp::Nearest) {
+    bool ok = true;
+    int64_t o = 0;
+#pragma unroll
+    for (int r = 0; r < kDims; ++r) {
+      const int64_t q = nearest_index<int64_t>(coord[r]);
+      ok = ok && in_bounds(q, g.size[r]);
+      o += q * g.stride[r];
+    }
+    for (int64_t c = 0; c < g.c; ++c) dst[c * plane] = ok ? src[c * g.channel_stride + o] : store_value<T>(F(0));
+  } else {
+    constexpr int kTaps = 1 << kDims;
+    int64_t lo[kDims];
+    F frac[kDims];
+#pragma unroll
+    for (int r = 0; r < kDims; ++r) {
+      const F fl = floor(coord[r]);
+      lo[r] = int64_t(fl);
+      frac[r] = coord[r] - fl;
+    }
+    int64_t off[kTaps];
+    F wt[kTaps];
+#pragma unroll
+    for (int k = 0; k < kTaps; ++k) {
+      bool ok = true;
+      int64_t o = 0;
+#pragma unroll
+      for (int r = 0; r < kDims; ++r) {
+        const int64_t q = lo[r] + ((k >> r) & 1);
+        ok = ok && in_bounds(q, g.size[r]);
+        o += q * g.stride[r];
+      }
+      off[k] = ok ? o : 0;
+      wt[k] = ok ? tap_weight<F, kDims>(k, frac, -1) : F(0);
+    }
+    for (int64_t c = 0; c < g.c; ++c) {
+      const T* s = src + c * g.channel_stride;
+      F acc = F(0);
+#pragma unroll
+      for (int k = 0; k < kTaps; ++k) acc += wt[k] * load_value(s + off[k]);
+      dst[c * plane] = store_value<T>(acc);
+    }
+  }
+}
+
+template <class T, class G, int kDims, Interp kInterp, Padding kPad>
+__global__ void __launch_bounds__(kThreads) backward_kernel(TensorView grad_out, TensorView input,
+                                                            const double* coeffs, G* grad_input,
+                                                            double* grad_coeffs, bool align, WarpGeometry g) {
+  using F = coord_t<T>;
+  constexpr int kCoeffs = kDims * (kDims + 1);
+  __shared__ double scratch[kThreads / 32];
+  const int64_t plane = g.plane();
+  const int64_t n = blockIdx.y;
+  const int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  double gm[kCoeffs] = {};
+  if (p < plane) {
+    const int64_t w = p % g.size[0], h = (p / g.size[0]) % g.size[1], d = p / (g.size[0] * g.size[1]);
+    F coord[kDims], coord_grad[kDims], dcoord[kDims] = {};
+    raw_coordinates<F, kDims>(coeffs + n * kCoeffs, w, h, d, coord);
+#pragma unroll
+    for (int r = 0; r < kDims; ++r) {
+      coord_grad[r] = padded_coordinate_grad<kPad>(coord[r], g.size[r], align);
+      coord[r] = padded_coordinate<kPad>(coord[r], g.size[r], align);
+    }
+    const T* src = input.ptr<const T>() + n * g.sample_stride;
+    const T* gout = grad_out.ptr<const T>() + n * g.c * plane + p;
+    G* gin = grad_input ? grad_input + n * g.c * plane : nullptr;
+    if constexpr (kInterp == Interp::Nearest) {
+      bool ok = true;
+      int64_t po = 0, pitch = 1;
+#pragma unroll
+      for (int r = 0; r < kDims; ++r) {
+        const int64_t q = nearest_index<int64_t>(coord[r]);
+        ok = ok && in_bounds(q, g.size[r]);
+        po += q * pitch;
+        pitch *= g.size[r];
+      }
+      if (ok && gin) {
+        for (int64_t c = 0; c < g.c; ++c) atomicAdd(gin + c * plane + po, G(load_value(gout + c * plane)));
+      }
+    } else {
+      int64_t lo[kDims];
+      F frac[kDims];
+#pragma unroll
+      for (int r = 0; r < kDims; ++r) {
+        const F fl = floor(coord[r]);
+        lo[r] = int64_t(fl);
+        frac[r] = coord[r] - fl;
+      }
+#pragma unroll
+      for (int k = 0; k < (1 << kDims); ++k) {
+        bool ok = true;
+        int64_t o = 0, po = 0, pitch = 1;
+#pragma unroll
+        for (int r = 0; r < kDims; ++r) {
+          const int64_t q = lo[r] + ((k >> r) & 1);
+          ok = ok && in_bounds(q, g.size[r]);
+          o += q * g.stride[r];
+          po += q * pitch;
+          pitch *= g.size[r];
+        }
+        if (!ok) continue;
+        const F weight = tap_weight<F, kDims>(k, frac, -1);
+        F dweight[kDims];
+#pragma unroll
+        for (int r = 0; r < kDims; ++r) dweight[r] = tap_weight<F, kDims>(k, frac, r);
+        for (int64_t c = 0; c < g.c; ++c) {
+          const F go = load_value(gout + c * plane);
+          if (gin) atomicAdd(gin + c * plane + po, G(weight * go));
+          const F v = load_value(src + c * g.channel_stride + o);
+#pragma unroll
+          for (int r = 0; r < kDims; ++r) dcoord[r] += dweight[r] * v * go;
+        }
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kDims; ++r) {
+      const double gr = double(dcoord[r] * coord_grad[r]);
+      gm[r * (kDims + 1) + 0] = gr * double(w);
+      gm[r * (kDims + 1) + 1] = gr * double(h);
+      if (kDims == 3) gm[r * (kDims + 1) + 2] = gr * double(d);
+      gm[r * (kDims + 1) + kDims] = gr;
+    }
+  }
+  if (grad_coeffs != nullptr) {  // uniform across the block, so the reductions are safe
+#pragma unroll
+    for (int i = 0; i < kCoeffs; ++i) {
+      const double total = block_sum(gm[i], scratch);
+      if (threadIdx.x == 0) atomicAdd(grad_coeffs + n * g.c * kCoeffs + i, total);
+    }
+  }
+}
+
+template <class Fn>
+void dispatch_modes(int dims, int32_t interp, int32_t padding, const Fn& fn) {
+  MEDIMG_CHECK_ARG(dims == 2 || dims == 3, "input: expected 4-d (N, C, H, W) or 5-d (N, C, D, H, W)");
+  MEDIMG_CHECK_ARG(interp == 0 || interp == 1, "mode: expected bilinear (0) or nearest (1)");
+  MEDIMG_CHECK_ARG(padding >= 0 && padding <= 2, "padding_mode: expected zeros (0), border (1), reflection (2)");
+  auto with_pad = [&](auto dims_tag, auto interp_tag) {
+    constexpr int kDims = decltype(dims_tag)::value;
+    constexpr Interp kInterp = decltype(interp_tag)::value;
+    if (padding == 0) fn.template run<kDims, kInterp, Padding::Zeros>();
+    else if (padding == 1) fn.template run<kDims, kInterp, Padding::Border>();
+    else fn.template run<kDims, kInterp, Padding::Reflection>();
+  };
+  auto with_interp = [&](auto dims_tag) {
+    if (interp == 0) with_pad(dims_tag, std::integral_constant<Interp, Interp::Bilinear>{});
+    else with_pad(dims_tag, std::integral_constant<Interp, Interp::Nearest>{});
+  };
+  if (dims == 2) with_interp(std::integral_constant<int, 2>{});
+  else with_interp(std::integral_constant<int, 3>{});
+}
+
+dim3 grid_for(const WarpGeometry& g) {
+  return dim3(unsigned((g.plane() + kThreads - 1) / kThreads), unsigned(g.n));
+}
+
+template <class T>
+struct ForwardLaunch {
+  const TensorView& input;
+  const TensorView& coeffs;
+  const TensorView& out;
+  bool align;
+  cudaStream_t stream;
+  template <int kDims, Interp kInterp, Padding kPad>
+  void run() const {
+    if constexpr (!std::is_floating_point_v<T> && !std::is_same_v<T, Half> && !std::is_same_v<T, BFloat16> &&
+                  kInterp == Interp::Bilinear) {
+      fail_argument("input: bilinear sampling needs a floating dtype");
+    } else {
+      const WarpGeometry g = warp_geometry<kDims>(input);
+      if (g.n == 0 || g.plane() == 0) return;
+      forward_kernel<T, kDims, kInterp, kPad><<<grid_for(g), kThreads, 0, stream>>>(
+          input, coeffs.ptr<const double>(), out.ptr<T>(), align, g);
+      MEDIMG_CUDA_CHECK(cudaGetLastError());
+    }
+  }
+};
+
+template <class T, class G>
+struct BackwardLaunch {
+  const TensorView& grad_out;
+  const TensorView& input;
+  const TensorView& coeffs;
+  G* grad_input;
+  double* grad_coeffs;
+  bool align;
+  cudaStream_t stream;
+  template <int kDims, Interp kInterp, Padding kPad>
+  void run() const {
+    const WarpGeometry g = warp_geometry<kDims>(input);
+    if (g.n == 0 || g.plane() == 0) return;
+    backward_kernel<T, G, kDims, kInterp, kPad><<<grid_for(g), kThreads, 0, stream>>>(
+        grad_out, input, coeffs.ptr<const double>(), grad_input, grad_coeffs, align, g);
+    MEDIMG_CUDA_CHECK(cudaGetLastError());
+  }
+};
+
+}  // namespace
+
+void affine_warp(const TensorView& input, const TensorView& coeffs, const TensorView& out, int32_t interp,
+                 int32_t padding, bool align_corners, uintptr_t stream) {
+  MEDIMG_CHECK_ARG(out.dtype == input.dtype, "out must have the dtype of input");
+  MEDIMG_CHECK_ARG(coeffs.dtype == DType::Float64, "coeffs must be float64");
+  MEDIMG_CHECK_ARG(input.sizes[0] <= 65535, "input: at most 65535 samples per call on CUDA");
+  DeviceGuard guard(input.device);
+  const int dims = input.ndim - 2;
+  const auto s = reinterpret_cast<cudaStream_t>(stream);
+  auto go = [&](auto tag) {
+    using T = decltype(tag);
+    dispatch_modes(dims, interp, padding, ForwardLaunch<T>{input, coeffs, out, align_corners, s});
+  };
+  switch (input.dtype) {
+    case DType::Float32: return go(float{});
+    case DType::Float64: return go(double{});
+    case DType::Float16: return go(Half{});
+    case DType::BFloat16: return go(BFloat16{});
+    case DType::UInt8: return go(uint8_t{});
+    case DType::Int8: return go(int8_t{});
+    case DType::Int16: return go(int16_t{});
+    case DType::Int32: return go(int32_t{});
+    case DType::Int64: return go(int64_t{});
+  }
+}
+
+void affine_warp_backward(const TensorView& grad_out, const TensorView& input, const TensorView& coeffs,
+                          const TensorView& grad_input, const TensorView& grad_coeffs, bool need_input,
+                          bool need_coeffs, int32_t interp, int32_t padding, bool align_corners, uintptr_t stream) {
+  MEDIMG_CHECK_ARG(grad_out.dtype == input.dtype, "grad_out must have the dtype of input");
+  MEDIMG_CHECK_ARG(input.sizes[0] <= 65535, "input: at most 65535 samples per call on CUDA");
+  DeviceGuard guard(input.device);
+  const int dims = input.ndim - 2;
+  const auto s = reinterpret_cast<cudaStream_t>(stream);
+  double* gm = need_coeffs ? grad_coeffs.ptr<double>() : nullptr;
+  auto go = [&](auto tag) {
+    using T = decltype(tag);
+    using G = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    G* gin = need_input ? grad_input.ptr<G>() : nullptr;
+    dispatch_modes(dims, interp, padding, BackwardLaunch<T, G>{grad_out, input, coeffs, gin, gm, align_corners, s});
+  };
+  switch (input.dtype) {
+    case DType::Float32: return go(float{});
+    case DType::Float64: return go(double{});
+    case DType::Float16: return go(Half{});
+    case DType::BFloat16: return go(BFloat16{});
+    default: fail_argument(std::string("input: gradients need a floating dtype, got ") + dtype_name(input.dtype));
+  }
+}
+
+}  // namespace medimg::cuda

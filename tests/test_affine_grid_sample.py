@@ -1,0 +1,649 @@
+"""Tests of `medimg.ops.affine_grid_sample`: an affine warp equal to
+``F.grid_sample(input, F.affine_grid(theta, input.shape))`` without the sampling grid.
+
+The oracle is torch itself, called here (not through `medimg.ops._reference`): the compiled
+kernels (every supported CPU instruction set, via the `cpu_isa` fixture) and the reference
+backend (backend="torch") are compared with it, forward and backward.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from medimg import _extension
+from medimg.ops import affine_grid_sample
+from medimg.ops.affine import pixel_coefficients
+
+pytestmark = pytest.mark.filterwarnings("ignore:Since version 1.3.0, affine_grid behavior:UserWarning")
+needs_cpu_kernels = pytest.mark.skipif(_extension.cpu is None, reason=f"medimg._C not built: {_extension.cpu_error}")
+
+MODES = ["bilinear", "nearest"]
+PADDINGS = ["zeros", "border", "reflection"]
+INT_DTYPES = [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool]
+# Odd sizes, H != W, D != H, size-1 spatial dims, batch of one, C = 1 and C = 3.
+SHAPES_2D = [(2, 3, 17, 23), (1, 1, 8, 8), (3, 1, 5, 12), (2, 3, 1, 9), (1, 2, 7, 1), (1, 1, 1, 1)]
+SHAPES_3D = [(1, 2, 7, 9, 11), (2, 1, 1, 5, 6), (1, 3, 4, 1, 3), (1, 1, 5, 5, 5)]
+SHAPES = SHAPES_2D + SHAPES_3D
+THETA_KINDS = ["mild", "far", "zoom_out", "zoom_in"]
+
+
+# ----------------------------------------------------------------------------- oracle and inputs
+
+def reference(input: Tensor, theta: Tensor, mode: str = "bilinear", padding_mode: str = "zeros",
+              align_corners: bool = False) -> Tensor:
+    """F.affine_grid + F.grid_sample in input's dtype (float64, then cast back, for labels)."""
+    work = input if input.is_floating_point() else input.to(torch.float64)
+    grid = F.affine_grid(theta.to(work.dtype), list(input.shape), align_corners=align_corners)
+    out = F.grid_sample(work, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
+    return out if input.is_floating_point() else out.to(input.dtype)
+
+
+def source_coordinates(theta: Tensor, shape: tuple[int, ...], align_corners: bool) -> Tensor:
+    """Float64 input pixel coordinates (N, *spatial, k) that each output pixel samples (x, y[, z])."""
+    grid = F.affine_grid(theta.to(torch.float64), list(shape), align_corners=align_corners)
+    sizes = torch.tensor(list(reversed(shape[2:])), dtype=torch.float64)
+    if align_corners:
+        return (grid + 1) / 2 * (sizes - 1)
+    return ((grid + 1) * sizes - 1) / 2
+
+
+def near_tie(theta: Tensor, shape: tuple[int, ...], align_corners: bool, tol: float) -> Tensor:
+    """(N, 1, *spatial) True where nearest rounding is ambiguous: a source coordinate within `tol`
+    pixels of a half-integer (border clamping and reflection keep the fractional part .5)."""
+    frac = source_coordinates(theta, shape, align_corners).frac().abs()
+    return ((frac - 0.5).abs() < tol).any(-1).unsqueeze(1)
+
+
+def random_theta(n: int, k: int, kind: str, gen: torch.Generator, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Rotation (any angle) @ shear @ anisotropic zoom, plus a translation, in F.affine_grid's convention.
+
+    kind: "mild" (near the identity), "far" (translated 1.5-3 half-widths: mostly outside the
+    image, so padding decides), "zoom_out" (|theta| 3-6: samples a large area around the image,
+    several reflections), "zoom_in" (|theta| 0.1-0.4: magnified).
+    """
+    f64 = torch.float64
+
+    def u(lo: float, hi: float, *size: int) -> Tensor:
+        return lo + (hi - lo) * torch.rand(n, *size, generator=gen, dtype=f64)
+
+    if k == 2:
+        angle = u(-math.pi, math.pi)
+        c, s = torch.cos(angle), torch.sin(angle)
+        rotation = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    else:
+        rotation, _ = torch.linalg.qr(torch.randn(n, 3, 3, generator=gen, dtype=f64))
+    zoom, shear, shift = {
+        "mild": ((0.7, 1.4), 0.3, (-0.3, 0.3)),
+        "far": ((0.7, 1.4), 0.3, (1.5, 3.0)),
+        "zoom_out": ((3.0, 6.0), 1.0, (-1.0, 1.0)),
+        "zoom_in": ((0.1, 0.4), 0.2, (-0.5, 0.5)),
+    }[kind]
+    shear_m = torch.eye(k, dtype=f64).repeat(n, 1, 1)
+    shear_m[:, 0, 1] = u(-shear, shear)
+    linear = rotation @ shear_m @ torch.diag_embed(u(*zoom, k))
+    translation = u(*shift, k)
+    if kind == "far":  # random sign per axis
+        translation = translation * torch.where(torch.rand(n, k, generator=gen) < 0.5, -1.0, 1.0).to(f64)
+    return torch.cat([linear, translation.unsqueeze(-1)], -1).to(dtype)
+
+
+def random_input(shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator) -> Tensor:
+    if dtype.is_floating_point:
+        return (3 * torch.randn(shape, generator=gen, dtype=torch.float64) + 1).to(dtype)
+    if dtype == torch.bool:
+        return torch.rand(shape, generator=gen) < 0.5
+    info = torch.iinfo(dtype)
+    # the dtype's extremes (int64 ones are not representable in float64) and a few small labels
+    values = torch.tensor([info.min, info.max, info.min + 1, info.max - 1, 1, 2, 3, 7], dtype=dtype)
+    return values[torch.randint(len(values), shape, generator=gen)]
+
+
+def index_oracle(input: Tensor, theta: Tensor, padding_mode: str, align_corners: bool) -> Tensor:
+    """Exact nearest-mode warp of any dtype: warp a float64 map of (flat pixel index + 1) with torch,
+    then gather; index 0 is zeros padding."""
+    n, c = input.shape[:2]
+    pixels = math.prod(input.shape[2:])
+    index = torch.arange(1, pixels + 1, dtype=torch.float64).view(1, 1, *input.shape[2:]).expand(n, 1, *input.shape[2:])
+    source = reference(index.contiguous(), theta.to(torch.float64), "nearest", padding_mode, align_corners)
+    flat = torch.cat([torch.zeros(n, c, 1, dtype=input.dtype), input.reshape(n, c, pixels)], 2)
+    gathered = flat.gather(2, source.long().reshape(n, 1, pixels).expand(n, c, pixels))
+    return gathered.view(input.shape)
+
+
+def case_seed(*parts: object) -> int:
+    return sum(ord(ch) * (i + 1) for i, ch in enumerate(repr(parts))) % (2**31)
+
+
+# ----------------------------------------------------------------------------- equality with torch
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_float64_matches_grid_sample(cpu_isa, shape, mode, padding_mode, align_corners):
+    """float64: bilinear to 1e-10 of the data scale, nearest exactly (random thetas put no source
+    coordinate within float64 rounding of a half-integer)."""
+    gen = torch.Generator().manual_seed(case_seed(shape, mode, padding_mode, align_corners, 64))
+    x = random_input(shape, torch.float64, gen)
+    for kind in THETA_KINDS:
+        theta = random_theta(shape[0], len(shape) - 2, kind, gen)
+        got = affine_grid_sample(x, theta, mode, padding_mode, align_corners, backend="medimg")
+        expected = reference(x, theta, mode, padding_mode, align_corners)
+        assert got.dtype == torch.float64 and got.shape == x.shape and got.is_contiguous()
+        atol = 0.0 if mode == "nearest" else 1e-10 * float(x.abs().max())
+        torch.testing.assert_close(got, expected, rtol=0, atol=atol, msg=lambda m, k=kind: f"theta {k}: {m}")
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_float32_matches_grid_sample(cpu_isa, shape, mode, padding_mode, align_corners):
+    """float32 against torch's float32 warp (float32 theta).
+
+    bilinear: atol 1e-4 of the data scale. nearest: torch rounds float32 coordinates, so where a
+    source coordinate lies within 1e-4 pixels of a half-integer (torch's float32 grid is off by
+    up to ~3e-5 pixels for these thetas) the two may pick different neighbours: those near-tie
+    pixels may differ (under 0.5% of the pixels), every other pixel must be equal exactly.
+    """
+    gen = torch.Generator().manual_seed(case_seed(shape, mode, padding_mode, align_corners, 32))
+    x = random_input(shape, torch.float32, gen)
+    scale = float(x.abs().max())
+    for kind in THETA_KINDS:
+        theta = random_theta(shape[0], len(shape) - 2, kind, gen, torch.float32)
+        got = affine_grid_sample(x, theta, mode, padding_mode, align_corners, backend="medimg")
+        expected = reference(x, theta, mode, padding_mode, align_corners)
+        assert got.dtype == torch.float32 and got.shape == x.shape
+        if mode == "bilinear":
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-4 * scale,
+                                       msg=lambda m, k=kind: f"theta {k}: {m}")
+        else:
+            ambiguous = near_tie(theta, shape, align_corners, 1e-4).expand(shape)
+            mismatch = got != expected
+            assert mismatch.float().mean() < 0.005, kind
+            assert not (mismatch & ~ambiguous).any(), f"theta {kind}: {int(mismatch.sum())} pixels differ"
+
+
+# ----------------------------------------------------------------------------- degenerate thetas
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize(("dtype", "mode"), [(torch.float32, "bilinear"), (torch.float64, "bilinear"),
+                                             (torch.float32, "nearest"), (torch.uint8, "nearest"),
+                                             (torch.int64, "nearest"), (torch.bool, "nearest")], ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_identity_is_exact_copy(cpu_isa, shape, dtype, mode, align_corners):
+    x = random_input(shape, dtype, torch.Generator().manual_seed(1))
+    k = len(shape) - 2
+    theta = torch.eye(k, k + 1).expand(shape[0], k, k + 1)
+    for padding_mode in PADDINGS:
+        got = affine_grid_sample(x, theta, mode, padding_mode, align_corners, backend="medimg")
+        assert got.dtype == dtype
+        assert torch.equal(got, x), padding_mode
+
+
+def rotation_theta(n: int, k: int, quarter_turns: int, plane: tuple[int, int]) -> Tensor:
+    """theta rotating by quarter_turns * 90 degrees in the plane (i, j) of theta's axes (x=0, y=1, z=2)."""
+    angle = quarter_turns * math.pi / 2
+    c, s = round(math.cos(angle)), round(math.sin(angle))
+    theta = torch.eye(k, k + 1)
+    i, j = plane
+    theta[i, i], theta[i, j], theta[j, i], theta[j, j] = c, -s, s, c
+    return theta.expand(n, k, k + 1)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("shape", "plane"), [
+    ((1, 1, 1, 1), (0, 1)), ((1, 1, 2, 2), (0, 1)), ((2, 3, 5, 5), (0, 1)), ((1, 2, 8, 8), (0, 1)),
+    ((1, 1, 9, 9), (0, 1)), ((2, 1, 3, 6, 6), (0, 1)), ((1, 2, 5, 5, 5), (0, 2)), ((1, 1, 4, 4, 4), (1, 2)),
+], ids=str)
+def test_quarter_turns_equal_rot90(cpu_isa, shape, plane, mode, align_corners):
+    """theta [[cos, -sin], [sin, cos]] at 90/180/270 degrees == torch.rot90 from the second
+    axis of the plane towards the first, i.e. dims (y, x) for an image: exact for square
+    planes and any size, with align_corners True and False alike (unlike torch's own float32
+    warp, whose grid is off by rounding for most sizes)."""
+    x = random_input(shape, torch.float32, torch.Generator().manual_seed(2))
+    labels = random_input(shape, torch.int16, torch.Generator().manual_seed(3))
+    dim = {0: -1, 1: -2, 2: -3}  # theta axis -> tensor dim
+    for turns in (1, 2, 3):
+        theta = rotation_theta(shape[0], len(shape) - 2, turns, plane)
+        for t in (x, labels) if mode == "nearest" else (x,):
+            got = affine_grid_sample(t, theta, mode, "zeros", align_corners, backend="medimg")
+            assert torch.equal(got, torch.rot90(t, turns, dims=(dim[plane[1]], dim[plane[0]]))), (turns, t.dtype)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 1, 6, 1), (1, 2, 7, 9, 11), (2, 1, 4, 5, 6)], ids=str)
+def test_flips_equal_torch_flip(cpu_isa, shape, mode, align_corners):
+    """theta diag(+-1, ...) == torch.flip along the negated axes (x -> W, y -> H, z -> D), exactly."""
+    k = len(shape) - 2
+    x = random_input(shape, torch.float64, torch.Generator().manual_seed(4))
+    labels = random_input(shape, torch.uint8, torch.Generator().manual_seed(5))
+    for signs in range(1, 2**k):
+        axes = [a for a in range(k) if signs >> a & 1]
+        diag = torch.tensor([-1.0 if a in axes else 1.0 for a in range(k)])
+        theta = torch.cat([torch.diag(diag), torch.zeros(k, 1)], 1).expand(shape[0], k, k + 1)
+        dims = [-1 - a for a in axes]
+        for t in (x, x.float(), labels) if mode == "nearest" else (x, x.float()):
+            got = affine_grid_sample(t, theta, mode, "zeros", align_corners, backend="medimg")
+            assert torch.equal(got, t.flip(dims)), (axes, t.dtype)
+
+
+def exact_source(size: int, zoom: Fraction, shift: Fraction, align_corners: bool) -> list[Fraction]:
+    """Exact unnormalised source coordinate of each output index along one axis (affine_grid's base grid)."""
+    coords = []
+    for i in range(size):
+        if align_corners:
+            g = Fraction(2 * i - (size - 1), size - 1) if size > 1 else Fraction(0)
+            coords.append((zoom * g + shift + 1) / 2 * (size - 1))
+        else:
+            g = Fraction(2 * i + 1, size) - 1
+            coords.append(((zoom * g + shift + 1) * size - 1) / 2)
+    return coords
+
+
+def exact_nearest_indices(size: int, zoom: Fraction, shift: Fraction, align_corners: bool, padding_mode: str
+                          ) -> list[int | None]:
+    """Input index each output index samples along one axis under theta diag(zoom) + shift, in exact
+    rational arithmetic, following grid_sample's steps: unnormalise, reflect and/or clip, round half to
+    even; None where zeros padding leaves the image."""
+    indices: list[int | None] = []
+    low, span = (Fraction(0), Fraction(size - 1)) if align_corners else (Fraction(-1, 2), Fraction(size))
+    for x in exact_source(size, zoom, shift, align_corners):
+        if padding_mode == "reflection":
+            if span == 0:
+                x = Fraction(0)
+            else:
+                d = abs(x - low)
+                flips, extra = divmod(d, span)
+                x = extra + low if flips % 2 == 0 else span - extra + low
+        if padding_mode in ("border", "reflection"):
+            x = min(max(x, Fraction(0)), Fraction(size - 1))
+        index = round(x)  # Fraction rounds half to even
+        indices.append(index if 0 <= index < size else None)
+    return indices
+
+
+def exact_nearest_warp(input: Tensor, zoom: Fraction, shift: Fraction, align_corners: bool, padding_mode: str
+                       ) -> Tensor:
+    """The nearest warp by a diagonal theta, separable: gather along each spatial axis in turn."""
+    out = input
+    for dim in range(2, input.dim()):
+        indices = exact_nearest_indices(input.shape[dim], zoom, shift, align_corners, padding_mode)
+        index = torch.tensor([0 if j is None else j for j in indices])
+        outside = torch.tensor([j is None for j in indices])
+        out = out.index_select(dim, index)
+        shape = [1] * input.dim()
+        shape[dim] = -1
+        out = out.masked_fill(outside.view(shape), 0)
+    return out
+
+
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize(("shape", "align_corners"), [
+    ((1, 2, 8, 16), False), ((2, 1, 4, 8, 2), False), ((1, 2, 9, 17), True), ((2, 1, 5, 9, 3), True),
+], ids=str)
+def test_nearest_exact_ties_round_half_to_even(cpu_isa, shape, align_corners, padding_mode):
+    """Source coordinates exactly on .5 round half to even, as grid_sample's nearbyint does, inside the
+    image, at its edges (-0.5 and size - 0.5) and after reflections.
+
+    The oracle is exact rational arithmetic. Sizes s with s (align_corners=False) or s - 1 (True) a
+    power of two and dyadic zooms and shifts keep medimg's float coordinates exact too; with other
+    sizes an exact tie can be an ulp off in float (in torch's own float64 grid as well), and is then
+    one of the near-ties excused above."""
+    x = random_input(shape, torch.float64, torch.Generator().manual_seed(15))
+    labels = torch.arange(math.prod(shape), dtype=torch.int32).view(shape)  # every pixel distinct
+    k = len(shape) - 2
+    cases = [("2", "0"), ("2", "1/4"), ("-2", "1/2"), ("6", "0"), ("3/2", "1/16")] if not align_corners else \
+        [("1/2", "0"), ("3/2", "1/4"), ("-1/2", "0"), ("11/2", "0"), ("5/2", "-1/2")]
+    for zoom, shift in map(lambda c: (Fraction(c[0]), Fraction(c[1])), cases):
+        theta = torch.cat([float(zoom) * torch.eye(k), torch.full((k, 1), float(shift))], 1).expand(shape[0], k, k + 1)
+        assert any(x.denominator == 2 for size in shape[2:] for x in exact_source(size, zoom, shift, align_corners))
+        for t in (x, x.float(), labels):
+            got = affine_grid_sample(t, theta, "nearest", padding_mode, align_corners, backend="medimg")
+            expected = exact_nearest_warp(t, zoom, shift, align_corners, padding_mode)
+            assert torch.equal(got, expected), (str(zoom), str(shift), t.dtype)
+
+
+def test_exact_nearest_oracle_agrees_with_torch():
+    """Guards the oracle above: where torch's float64 grid is exact (align_corners=True, s - 1 a power of
+    two) it matches torch's nearest warp, ties included."""
+    x = torch.arange(2 * 9 * 17, dtype=torch.float64).view(1, 2, 9, 17)
+    for zoom, shift in [("1/2", "0"), ("3/2", "1/4"), ("11/2", "0")]:
+        theta = torch.tensor([[[float(Fraction(zoom)), 0, float(Fraction(shift))],
+                               [0, float(Fraction(zoom)), float(Fraction(shift))]]], dtype=torch.float64)
+        for padding_mode in PADDINGS:
+            assert torch.equal(exact_nearest_warp(x, Fraction(zoom), Fraction(shift), True, padding_mode),
+                               reference(x, theta, "nearest", padding_mode, True)), (zoom, padding_mode)
+
+
+# ----------------------------------------------------------------------------- label maps
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+@pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 1, 5, 1), (1, 2, 7, 9, 11)], ids=str)
+def test_integer_labels_nearest(cpu_isa, shape, dtype, padding_mode, align_corners):
+    """dtype kept; values only the input's (plus 0 with zeros padding), each exactly the one torch's
+    nearest warp picks, extreme values (int64 beyond 2^53) included."""
+    gen = torch.Generator().manual_seed(case_seed(shape, dtype, padding_mode, align_corners))
+    labels = random_input(shape, dtype, gen)
+    small = torch.randint(0, 5, shape, generator=gen).to(dtype)
+    for kind in THETA_KINDS:
+        theta = random_theta(shape[0], len(shape) - 2, kind, gen, torch.float32)
+        got = affine_grid_sample(labels, theta, "nearest", padding_mode, align_corners, backend="medimg")
+        assert got.dtype == dtype and got.shape == labels.shape
+        allowed = set(labels.unique().tolist()) | ({0} if padding_mode == "zeros" else set())
+        assert set(got.unique().tolist()) <= allowed, kind
+        assert torch.equal(got, index_oracle(labels, theta, padding_mode, align_corners)), kind
+        got_small = affine_grid_sample(small, theta, "nearest", padding_mode, align_corners, backend="medimg")
+        assert torch.equal(got_small, reference(small, theta, "nearest", padding_mode, align_corners)), kind
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.uint8])
+def test_index_oracle_agrees_with_torch(dtype):
+    """The oracle above is itself torch's nearest warp (guards the oracle, not medimg)."""
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randint(0, 100, (2, 2, 6, 7), generator=gen).to(dtype)
+    theta = random_theta(2, 2, "mild", gen)
+    assert torch.equal(index_oracle(x, theta, "zeros", False), reference(x, theta, "nearest", "zeros", False))
+
+
+# ----------------------------------------------------------------------------- memory layouts
+
+LAYOUTS_2D = {
+    "transposed": lambda x: x.transpose(2, 3),
+    "channel_slice": lambda x: x[:, 1:3],
+    "steps": lambda x: x[:, :, ::2, 1::3],
+    "channels_last": lambda x: x.contiguous(memory_format=torch.channels_last),
+    "batch_expanded": lambda x: x[:1].expand(3, *x.shape[1:]),
+    "negative_offset_view": lambda x: x.permute(0, 3, 2, 1)[:, 1:, 2:],
+}
+LAYOUTS_3D = {
+    "permuted": lambda x: x.permute(0, 1, 4, 2, 3),
+    "channel_slice": lambda x: x[:, 1:2],
+    "steps": lambda x: x[:, :, 1::2, ::3, ::2],
+    "channels_last_3d": lambda x: x.contiguous(memory_format=torch.channels_last_3d),
+}
+
+
+@pytest.mark.parametrize(("dtype", "mode"), [(torch.float32, "bilinear"), (torch.float64, "bilinear"),
+                                             (torch.float32, "nearest"), (torch.int32, "nearest")], ids=str)
+@pytest.mark.parametrize("layout", [*(f"2d-{n}" for n in LAYOUTS_2D), *(f"3d-{n}" for n in LAYOUTS_3D)])
+def test_non_contiguous_input(cpu_isa, layout, dtype, mode):
+    dims, name = layout.split("-", 1)
+    gen = torch.Generator().manual_seed(7)
+    base = random_input((3, 4, 9, 11) if dims == "2d" else (2, 3, 7, 9, 11), dtype, gen)
+    x = (LAYOUTS_2D if dims == "2d" else LAYOUTS_3D)[name](base)
+    assert not x.is_contiguous() or name.startswith("channels_last")
+    theta = random_theta(x.shape[0], x.dim() - 2, "mild", gen, torch.float32)
+    # nearest picks the same pixel whatever the layout: exact. bilinear may run a vector path for
+    # unit-stride rows and a scalar one otherwise (different FMA contraction): a few ulp of the data.
+    atol = 0.0 if mode == "nearest" else 8 * torch.finfo(dtype).eps * float(base.abs().max())
+    for padding_mode in PADDINGS:
+        got = affine_grid_sample(x, theta, mode, padding_mode, backend="medimg")
+        expected = affine_grid_sample(x.contiguous(), theta, mode, padding_mode, backend="medimg")
+        assert got.is_contiguous() and got.shape == x.shape and got.dtype == dtype
+        torch.testing.assert_close(got, expected, rtol=0, atol=atol, msg=lambda m, p=padding_mode: f"{p}: {m}")
+        if dtype == torch.float64:
+            torch.testing.assert_close(got, reference(x, theta, mode, padding_mode), rtol=0, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- gradients
+
+GRAD_CASES = [(shape, padding_mode, align_corners)
+              for shape in [(1, 2, 4, 5), (1, 1, 3, 4, 5)]
+              for padding_mode in PADDINGS for align_corners in (False, True)]
+
+
+@pytest.mark.parametrize(("shape", "padding_mode", "align_corners"), GRAD_CASES, ids=str)
+def test_gradcheck_bilinear(shape, padding_mode, align_corners):
+    gen = torch.Generator().manual_seed(case_seed(shape, padding_mode, align_corners))
+    x = torch.randn(shape, generator=gen, dtype=torch.float64, requires_grad=True)
+    theta = random_theta(shape[0], len(shape) - 2, "mild", gen).requires_grad_()
+
+    def warp(x: Tensor, theta: Tensor) -> Tensor:
+        return affine_grid_sample(x, theta, "bilinear", padding_mode, align_corners, backend="medimg")
+
+    assert torch.autograd.gradcheck(warp, (x, theta), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("shape", [(1, 2, 4, 5), (1, 1, 3, 4, 5)], ids=str)
+def test_gradcheck_nearest_input(shape, padding_mode):
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64, requires_grad=True)
+    theta = random_theta(shape[0], len(shape) - 2, "mild", gen)
+    assert torch.autograd.gradcheck(
+        lambda x: affine_grid_sample(x, theta, "nearest", padding_mode, backend="medimg"), (x,), eps=1e-6, atol=1e-6)
+    # theta gets a zero gradient in nearest mode, as with torch
+    theta.requires_grad_()
+    affine_grid_sample(x, theta, "nearest", padding_mode, backend="medimg").backward(torch.randn(shape, dtype=x.dtype))
+    assert theta.grad is not None and torch.equal(theta.grad, torch.zeros_like(theta))
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", [(2, 3, 9, 11), (1, 2, 5, 6, 7)], ids=str)
+def test_float32_gradients_match_torch(cpu_isa, shape, mode, padding_mode, align_corners):
+    gen = torch.Generator().manual_seed(case_seed(shape, mode, padding_mode, align_corners, "grad"))
+    x = torch.randn(shape, generator=gen)
+    grad_out = torch.randn(shape, generator=gen)
+    for kind in ("mild", "zoom_out"):
+        theta = random_theta(shape[0], len(shape) - 2, kind, gen, torch.float32)
+        grads = []
+        for fn in (lambda a, b: affine_grid_sample(a, b, mode, padding_mode, align_corners, backend="medimg"),
+                   lambda a, b: reference(a, b, mode, padding_mode, align_corners)):
+            a, b = x.clone().requires_grad_(), theta.clone().requires_grad_()
+            fn(a, b).backward(grad_out)
+            grads.append((a.grad, b.grad))
+        (gx, gt), (rx, rt) = grads
+        torch.testing.assert_close(gx, rx, rtol=0, atol=1e-4 * float(rx.abs().max()) + 1e-6)
+        torch.testing.assert_close(gt, rt, rtol=0, atol=1e-3 * float(rt.abs().max()) + 1e-5)
+
+
+# ----------------------------------------------------------------------------- torch.library
+
+def _opcheck_cases() -> list[tuple[tuple[int, ...], str, str, bool]]:
+    return [((2, 3, 5, 6), "bilinear", "zeros", False), ((1, 2, 4, 5), "bilinear", "reflection", True),
+            ((1, 1, 3, 4, 5), "bilinear", "border", False), ((2, 2, 4, 5), "nearest", "zeros", True)]
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize(("shape", "mode", "padding_mode", "align_corners"), _opcheck_cases(), ids=str)
+def test_opcheck_forward(shape, mode, padding_mode, align_corners):
+    gen = torch.Generator().manual_seed(10)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64, requires_grad=True)
+    theta = random_theta(shape[0], len(shape) - 2, "mild", gen)
+    coeffs = pixel_coefficients(theta, tuple(shape[2:]), align_corners).detach().requires_grad_()
+    args = (x, coeffs, mode, padding_mode, align_corners)
+    torch.library.opcheck(torch.ops.medimg.affine_sample.default, args)
+    torch.library.opcheck(torch.ops.medimg.affine_sample.default, (x.detach(), coeffs.detach(), *args[2:]))
+    torch.testing.assert_close(torch.ops.medimg.affine_sample(*args),
+                               reference(x.detach(), theta, mode, padding_mode, align_corners), rtol=0, atol=1e-10)
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize(("need_input", "need_coeffs"), [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize(("shape", "mode", "padding_mode", "align_corners"), _opcheck_cases(), ids=str)
+def test_opcheck_backward(shape, mode, padding_mode, align_corners, need_input, need_coeffs):
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    grad_out = torch.randn(shape, generator=gen, dtype=torch.float64)
+    coeffs = pixel_coefficients(random_theta(shape[0], len(shape) - 2, "mild", gen), tuple(shape[2:]),
+                                align_corners)
+    args = (grad_out, x, coeffs, mode, padding_mode, align_corners, need_input, need_coeffs)
+    torch.library.opcheck(torch.ops.medimg.affine_sample_backward.default, args)
+    grad_input, grad_coeffs = torch.ops.medimg.affine_sample_backward(*args)
+    assert grad_input.shape == (x.shape if need_input else (0,))
+    assert grad_coeffs.shape == (coeffs.shape if need_coeffs else (0,))
+    if need_input:  # the input gradient is the vjp of the (linear in input) forward
+        a = x.clone().requires_grad_()
+        torch.ops.medimg.affine_sample(a, coeffs, mode, padding_mode, align_corners).backward(grad_out)
+        torch.testing.assert_close(grad_input, a.grad, rtol=0, atol=1e-12)
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize(("mode", "padding_mode", "align_corners", "k"), [
+    ("bilinear", "reflection", False, 2), ("nearest", "zeros", True, 2), ("bilinear", "border", True, 3),
+])
+def test_torch_compile_matches_eager(mode, padding_mode, align_corners, k):
+    torch._dynamo.reset()
+    gen = torch.Generator().manual_seed(12)
+    shape = (2, 3, 9, 11) if k == 2 else (1, 2, 5, 6, 7)
+    x = torch.randn(shape, generator=gen)
+    theta = random_theta(shape[0], k, "mild", gen, torch.float32)
+    grad_out = torch.randn(shape, generator=gen)
+
+    def fn(x: Tensor, theta: Tensor) -> Tensor:
+        return affine_grid_sample(x * 2, theta, mode, padding_mode, align_corners) + 1
+
+    results = []
+    for f in (fn, torch.compile(fn, backend="aot_eager")):
+        a, b = x.clone().requires_grad_(), theta.clone().requires_grad_()
+        out = f(a, b)
+        out.backward(grad_out)
+        results.append((out.detach(), a.grad, b.grad))
+    for eager, compiled in zip(results[0], results[1], strict=True):
+        torch.testing.assert_close(compiled, eager, rtol=0, atol=0)
+
+
+@needs_cpu_kernels
+def test_non_contiguous_temporaries_reach_the_kernel():
+    """Inputs the op must copy or convert first: (a) the stride-0 grad_output of loss.sum() and a transposed one,
+    (b) the same through opcheck's test_aot_dispatch_dynamic with requires_grad inputs, (c) float32 and
+    non-contiguous coeffs in the forward op. Each must give what the contiguous float64 path gives."""
+    gen = torch.Generator().manual_seed(9)
+    failures = []
+    for trial in range(4):  # (a)
+        x = torch.randn(2, 3, 7, 9, generator=gen)
+        theta = random_theta(2, 2, "mild", gen, torch.float32)
+        grads = []
+        transposed = torch.randn(2, 3, 9, 7, generator=gen).transpose(2, 3)
+        for fn in (lambda a, b: affine_grid_sample(a, b, backend="medimg"), reference):
+            a, b = x.clone().requires_grad_(), theta.clone().requires_grad_()
+            if trial % 2:
+                fn(a, b).sum().backward()  # grad_output: a scalar expanded with stride 0
+            else:
+                fn(a, b).backward(transposed)
+            grads.append((a.grad, b.grad))
+        (gx, gt), (rx, rt) = grads
+        if not (torch.allclose(gx, rx, rtol=0, atol=1e-5) and torch.allclose(gt, rt, rtol=1e-3, atol=1e-4)):
+            failures.append(f"(a) trial {trial}")
+    x = torch.randn(2, 3, 5, 6, generator=gen, dtype=torch.float64)
+    coeffs = pixel_coefficients(random_theta(2, 2, "mild", gen), (5, 6), False)
+    try:  # (b)
+        torch.library.opcheck(torch.ops.medimg.affine_sample.default,
+                              (x.clone().requires_grad_(), coeffs.clone().requires_grad_(), "bilinear", "zeros",
+                               False), test_utils="test_aot_dispatch_dynamic")
+    except Exception as error:  # collected, reported below
+        failures.append(f"(b) {type(error).__name__}")
+    expected = torch.ops.medimg.affine_sample(x, coeffs, "bilinear", "zeros", False)
+    for name, c in [("float32", coeffs.float().double().float()),
+                    ("transposed", coeffs.transpose(1, 2).contiguous().transpose(1, 2))]:  # (c)
+        got = torch.ops.medimg.affine_sample(x, c, "bilinear", "zeros", False)
+        if not torch.allclose(got, expected, rtol=0, atol=1e-5):
+            failures.append(f"(c) {name} coeffs")
+    assert failures == []
+
+
+# ----------------------------------------------------------------------------- backends
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int64, torch.bool])
+@pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 2, 7, 9, 11)], ids=str)
+def test_torch_backend_equals_medimg(shape, dtype):
+    gen = torch.Generator().manual_seed(13)
+    x = random_input(shape, dtype, gen) if dtype != torch.int64 else torch.randint(0, 9, shape, generator=gen)
+    for kind in THETA_KINDS:
+        theta = random_theta(shape[0], len(shape) - 2, kind, gen)
+        for mode in MODES if dtype.is_floating_point else ["nearest"]:
+            for padding_mode in PADDINGS:
+                for align_corners in (False, True):
+                    args = (x, theta, mode, padding_mode, align_corners)
+                    ours = affine_grid_sample(*args, backend="medimg")
+                    theirs = affine_grid_sample(*args, backend="torch")
+                    auto = affine_grid_sample(*args)
+                    assert ours.dtype == theirs.dtype == dtype
+                    assert torch.equal(auto, ours)
+                    atol = 1e-4 * 10 if dtype == torch.float32 and mode == "bilinear" else 1e-10
+                    if dtype == torch.float32 and mode == "nearest":
+                        assert (ours != theirs).float().mean() < 0.005
+                    else:
+                        torch.testing.assert_close(ours.double(), theirs.double(), rtol=0, atol=atol)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def _bad_cases() -> list:
+    img, th = torch.zeros(2, 1, 4, 5), torch.eye(2, 3).repeat(2, 1, 1)
+    vol, th3 = torch.zeros(2, 1, 3, 4, 5), torch.eye(3, 4).repeat(2, 1, 1)
+    nan, inf = th.clone(), th3.clone()
+    nan[1, 0, 2] = float("nan")
+    inf[0, 2, 1] = float("inf")
+    return [
+        ("theta 3x3 for 2d", (img, torch.eye(3).repeat(2, 1, 1)), {}, ValueError,
+         r"^theta: expected shape \(2, 2, 3\)"),
+        ("theta 2x3 for 3d", (vol, th), {}, ValueError, r"^theta: expected shape \(2, 3, 4\)"),
+        ("theta unbatched", (img, torch.eye(2, 3)), {}, ValueError, "^theta: expected shape"),
+        ("theta wrong batch", (img, th[:1]), {}, ValueError, r"^theta: .*got \(1, 2, 3\)"),
+        ("theta integer", (img, th.long()), {}, TypeError, "^theta: expected a floating dtype"),
+        ("theta nan", (img, nan), {}, ValueError, "^theta: .*NaN"),
+        ("theta inf", (vol, inf), {}, ValueError, "^theta: .*infinite"),
+        ("theta not a tensor", (img, th.tolist()), {}, TypeError, "^theta: expected a torch.Tensor"),
+        ("input not a tensor", (img.numpy(), th), {}, TypeError, "^input: expected a torch.Tensor"),
+        ("unknown mode", (img, th), {"mode": "bicubic"}, ValueError, "^mode: .*'bicubic'"),
+        ("unknown padding", (img, th), {"padding_mode": "wrap"}, ValueError, "^padding_mode: .*'wrap'"),
+        ("integer bilinear", (img.long(), th), {}, ValueError, "^input: .*mode='nearest'"),
+        ("bool bilinear", (img.bool(), th), {"mode": "bilinear"}, ValueError, "^input: .*mode='nearest'"),
+        ("input 3-d", (torch.zeros(2, 4, 5), th), {}, ValueError, r"^input: expected \(N, C, H, W\)"),
+        ("input 6-d", (torch.zeros(2, 1, 2, 3, 4, 5), th), {}, ValueError, r"^input: expected \(N, C, H, W\)"),
+        ("empty batch", (torch.zeros(0, 1, 4, 5), th[:0]), {}, ValueError, "^input: empty batch"),
+        ("theta on meta", (img, th.to("meta")), {}, ValueError, "one device.*theta on meta"),
+        ("input on meta", (img.to("meta"), th), {}, ValueError, "one device.*input on meta"),
+        ("align_corners int", (img, th), {"align_corners": 1}, TypeError, "^align_corners: expected a bool"),
+        ("align_corners None", (img, th), {"align_corners": None}, TypeError, "^align_corners: expected a bool"),
+        ("unknown backend", (img, th), {"backend": "cuda"}, ValueError, "^backend: .*'cuda'"),
+        ("complex input", (img.to(torch.complex64), th), {}, TypeError, "^input: unsupported dtype"),
+    ]
+
+
+@pytest.mark.parametrize(("case", "args", "kwargs", "error", "match"), _bad_cases(), ids=[c[0] for c in _bad_cases()])
+def test_bad_input(case, args, kwargs, error, match):
+    for backend in ("auto", "torch", "medimg") if "backend" not in kwargs else (kwargs.pop("backend"),):
+        with pytest.raises(error, match=match):
+            affine_grid_sample(*args, **kwargs, backend=backend)
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_input_on_cpu_needs_torch_backend(dtype):
+    x, theta = torch.rand(1, 1, 4, 5, dtype=dtype), torch.eye(2, 3)[None]
+    with pytest.raises(TypeError, match=r"^input: .*not supported by medimg's CPU kernel.*backend='torch'"):
+        affine_grid_sample(x, theta, backend="medimg")
+    torch.testing.assert_close(affine_grid_sample(x, theta, backend="torch"), reference(x, theta), rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- CUDA
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.uint8])
+def test_cuda_matches_cpu(dtype):
+    gen = torch.Generator().manual_seed(14)
+    for shape in [(2, 3, 17, 23), (1, 2, 7, 9, 11)]:
+        x = random_input(shape, dtype, gen)
+        theta = random_theta(shape[0], len(shape) - 2, "mild", gen)
+        for mode in MODES if dtype.is_floating_point else ["nearest"]:
+            for padding_mode in PADDINGS:
+                cpu = affine_grid_sample(x, theta, mode, padding_mode, backend="medimg")
+                gpu = affine_grid_sample(x.cuda(), theta.cuda(), mode, padding_mode, backend="medimg")
+                atol = 0 if mode == "nearest" else 1e-5
+                torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=atol)

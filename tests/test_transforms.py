@@ -1,0 +1,463 @@
+"""Tests of `medimg.transforms`: batched augmentation called as
+``image, mask = t(image, mask=None, generator=None)``.
+
+Known answers (flips, quarter turns, identity) are checked exactly against torch.flip /
+torch.rot90; random transforms are checked for reproducibility, label safety and image/mask
+alignment, and intensity transforms by recovering each sample's drawn parameter from the
+output and recomputing the documented formula with it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from medimg.transforms import (
+    Compose,
+    Normalize01,
+    RandomAffine,
+    RandomBrightness,
+    RandomContrast,
+    RandomGamma,
+    RandomGaussianNoise,
+)
+
+CPU = torch.device("cpu")
+PADDINGS = ["zeros", "border", "reflection"]
+MASK_DTYPES = [torch.uint8, torch.int64, torch.bool]
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def random_mask(shape: tuple[int, ...], dtype: torch.dtype, seed: int, classes: tuple[int, ...] = (0, 3, 5, 9)
+                ) -> Tensor:
+    """Blocky labels (so that warps keep most of them) drawn from `classes`."""
+    gen = seeded(seed)
+    if dtype == torch.bool:
+        classes = (0, 1)
+    index = torch.randint(len(classes), shape, generator=gen)
+    return torch.tensor(classes)[index].to(dtype)
+
+
+def per_sample_extent(x: Tensor) -> tuple[Tensor, Tensor]:
+    flat = x.flatten(1)
+    return flat.amin(1), flat.amax(1)
+
+
+# ----------------------------------------------------------------------------- RandomAffine
+
+AFFINE_KWARGS = dict(degrees=30, scale=(0.8, 1.2), translate=0.1, shear=10, hflip_p=0.5, vflip_p=0.5)
+
+
+@pytest.mark.parametrize("spatial", [(17, 23), (7, 9, 11)], ids=str)
+def test_affine_reproducible_by_seed(spatial):
+    t = RandomAffine(**AFFINE_KWARGS, dflip_p=0.5)
+    image = torch.rand(3, 2, *spatial, generator=seeded(0))
+    mask = random_mask((3, *spatial), torch.int64, 1)
+    out1, mask1 = t(image, mask, generator=seeded(42))
+    out2, mask2 = t(image, mask, generator=seeded(42))
+    assert torch.equal(out1, out2) and torch.equal(mask1, mask2)
+    out3, mask3 = t(image, mask, generator=seeded(43))
+    assert not torch.equal(out1, out3)
+    assert not torch.equal(mask1, mask3)
+    assert out1.shape == image.shape and out1.dtype == image.dtype
+    # the input is not modified in place
+    assert torch.equal(image, torch.rand(3, 2, *spatial, generator=seeded(0)))
+
+
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("dtype", MASK_DTYPES)
+@pytest.mark.parametrize("mask_shape", ["(N,H,W)", "(N,1,H,W)", "(N,2,H,W)", "(N,D,H,W)", "(N,1,D,H,W)"])
+def test_affine_masks_keep_labels_and_dtype(mask_shape, dtype, padding_mode):
+    n = 3
+    spatial = (5, 9, 11) if "D" in mask_shape else (17, 23)
+    channels = {"(N,H,W)": None, "(N,D,H,W)": None, "(N,1,H,W)": 1, "(N,1,D,H,W)": 1, "(N,2,H,W)": 2}[mask_shape]
+    shape = (n, *spatial) if channels is None else (n, channels, *spatial)
+    mask = random_mask(shape, dtype, 2)
+    image = torch.rand(n, 1, *spatial, generator=seeded(3))
+    t = RandomAffine(**AFFINE_KWARGS, padding_mode=padding_mode)
+    _, out_mask = t(image, mask, generator=seeded(4))
+    assert out_mask.dtype == dtype and out_mask.shape == mask.shape
+    allowed = set(mask.unique().tolist()) | {0}
+    assert set(out_mask.unique().tolist()) <= allowed
+    assert not torch.equal(out_mask, mask)  # it did move
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("spatial", [(17, 23), (6, 9, 11)], ids=str)
+def test_affine_image_and_mask_stay_aligned(spatial, padding_mode, align_corners):
+    """An image equal to its own mask (float copy), warped with mode="nearest", equals the warped mask."""
+    mask = random_mask((4, 1, *spatial), torch.int64, 5)
+    t = RandomAffine(**AFFINE_KWARGS, dflip_p=0.5, mode="nearest", padding_mode=padding_mode,
+                     align_corners=align_corners)
+    for image_dtype in (torch.float32, torch.float64):
+        out, out_mask = t(mask.to(image_dtype), mask, generator=seeded(6))
+        assert torch.equal(out, out_mask.to(image_dtype)), image_dtype
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize(("flip", "spatial", "dim"), [
+    ("hflip_p", (7, 10), -1), ("vflip_p", (7, 10), -2),
+    ("hflip_p", (5, 7, 10), -1), ("vflip_p", (5, 7, 10), -2), ("dflip_p", (5, 7, 10), -3),
+], ids=str)
+def test_affine_flips_are_exact(flip, spatial, dim, align_corners):
+    kwargs = {"hflip_p": 0.0, flip: 1.0}
+    t = RandomAffine(degrees=0, scale=1, align_corners=align_corners, **kwargs)
+    image = torch.rand(2, 3, *spatial, generator=seeded(7))
+    mask = random_mask((2, *spatial), torch.uint8, 8)
+    out, out_mask = t(image, mask, generator=seeded(9))
+    assert torch.equal(out, image.flip(dim))
+    assert torch.equal(out_mask, mask.flip(dim))
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("spatial", [(7, 10), (24, 24), (5, 7, 10)], ids=str)
+def test_affine_p0_is_identity_float32(spatial, align_corners):
+    t = RandomAffine(**AFFINE_KWARGS, dflip_p=0.5, p=0.0, align_corners=align_corners)
+    image = torch.rand(3, 2, *spatial, generator=seeded(10))
+    mask = random_mask((3, *spatial), torch.int64, 11)
+    out, out_mask = t(image, mask, generator=seeded(12))
+    assert torch.equal(out, image) and torch.equal(out_mask, mask)
+
+
+def test_affine_p0_is_identity_float64():
+    for size, align_corners in [(98, False), (99, True), (50, True)]:
+        t = RandomAffine(p=0.0, align_corners=align_corners)
+        theta = t.sample_theta(2, (size, size), CPU, seeded(13))
+        image = torch.rand(2, 1, size, size, generator=seeded(14), dtype=torch.float64)
+        out, _ = t(image, generator=seeded(15))
+        assert torch.equal(theta, torch.eye(2, 3, dtype=torch.float64).expand(2, 2, 3)), (size, align_corners)
+        assert torch.equal(out, image), (size, align_corners)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("size", [5, 8])
+def test_affine_90_degrees_is_clockwise_rot90(size, align_corners):
+    """degrees=(90, 90) turns the content clockwise as displayed (row 0 at the top): torch.rot90 with
+    k=-1 over (H, W). Close rather than exact for the image: cos(pi/2) is 6e-17 in float64, not 0."""
+    t = RandomAffine(degrees=(90, 90), scale=1, hflip_p=0, align_corners=align_corners)
+    image = torch.rand(2, 3, size, size, generator=seeded(16))
+    mask = random_mask((2, size, size), torch.int64, 17)
+    out, out_mask = t(image, mask, generator=seeded(18))
+    torch.testing.assert_close(out, torch.rot90(image, -1, dims=(2, 3)), rtol=0, atol=1e-6)
+    assert torch.equal(out_mask, torch.rot90(mask, -1, dims=(1, 2)))
+    # 3D: the third range rotates about x, i.e. in the (D, H) plane, likewise
+    t3 = RandomAffine(degrees=(0, 0, (90, 90)), scale=1, hflip_p=0, align_corners=align_corners)
+    volume = torch.rand(1, 2, size, size, 3, generator=seeded(19))
+    out3, _ = t3(volume, generator=seeded(20))
+    torch.testing.assert_close(out3, torch.rot90(volume, -1, dims=(2, 3)), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("spatial", [(17, 23), (7, 9, 11)], ids=str)
+def test_affine_sample_theta(spatial):
+    k = len(spatial)
+    t = RandomAffine(degrees=(10, 40), scale=(0.5, 2.0), translate=0.3, shear=(-30, 45), hflip_p=0.5, vflip_p=0.5,
+                     dflip_p=0.5)
+    theta = t.sample_theta(6, spatial, CPU, seeded(21))
+    assert theta.shape == (6, k, k + 1) and theta.dtype == torch.float64
+    assert torch.isfinite(theta).all()
+    assert torch.equal(theta, t.sample_theta(6, spatial, CPU, seeded(21)))
+    assert not torch.equal(theta, t.sample_theta(6, spatial, CPU, seeded(22)))
+    # no seed: still valid, fresh draws
+    unseeded = t.sample_theta(6, spatial, CPU)
+    assert unseeded.shape == (6, k, k + 1) and torch.isfinite(unseeded).all()
+    # |det| of the linear part is 1 / zoom^k: shear, rotation and flips keep volume, and the per-axis
+    # normalisation (S^-1 A^-1 S) cancels in the determinant
+    det = torch.linalg.det(theta[..., :k]).abs()
+    assert ((det >= 1 / 2.0**k - 1e-9) & (det <= 1 / 0.5**k + 1e-9)).all(), det
+
+
+def test_affine_translate_and_shear_known_answer():
+    # translation only: theta's constant column is minus twice the drawn fraction (normalised units), the rest eye
+    t = RandomAffine(degrees=0, scale=1, hflip_p=0, translate=(0.1, 0.25))
+    theta = t.sample_theta(64, (7, 9), CPU, seeded(23))
+    torch.testing.assert_close(theta[..., :2], torch.eye(2, dtype=torch.float64).expand(64, 2, 2), rtol=0, atol=1e-12)
+    assert (theta[:, 0, 2].abs() <= 0.2 + 1e-12).all() and (theta[:, 1, 2].abs() <= 0.5 + 1e-12).all()
+    assert theta[:, 0, 2].abs().max() > 0.1 and theta[:, 1, 2].abs().max() > 0.25  # the range is used
+    # shear only, square image: x' = x + tan(a) y forward, so theta (the inverse) holds -tan(a)
+    t = RandomAffine(degrees=0, scale=1, hflip_p=0, shear=(20, 20))
+    theta = t.sample_theta(2, (9, 9), CPU, seeded(24))
+    expected = torch.tensor([[1.0, -math.tan(math.radians(20)), 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(theta, expected.expand(2, 2, 3), rtol=0, atol=1e-12)
+    # translated and sheared images stay finite and reproducible
+    t = RandomAffine(degrees=15, translate=0.2, shear=(-30, 30), padding_mode="reflection")
+    image = torch.rand(4, 1, 17, 23, generator=seeded(25))
+    out1, _ = t(image, generator=seeded(26))
+    out2, _ = t(image, generator=seeded(26))
+    assert torch.isfinite(out1).all() and torch.equal(out1, out2)
+
+
+def test_affine_generator_none_and_float64():
+    t = RandomAffine(**AFFINE_KWARGS)
+    image = torch.rand(2, 1, 12, 13, dtype=torch.float64)
+    mask = random_mask((2, 12, 13), torch.bool, 27)
+    out, out_mask = t(image, mask)
+    assert out.dtype == torch.float64 and out.shape == image.shape and torch.isfinite(out).all()
+    assert out_mask.dtype == torch.bool and out_mask.shape == mask.shape
+    out, none = t(image)
+    assert none is None and out.shape == image.shape
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [
+    ({"scale": 0}, "scale"), ({"scale": (0.0, 1.0)}, "scale"), ({"scale": (-1.0, 2.0)}, "scale"),
+    ({"scale": (1.2, 0.8)}, "scale"), ({"hflip_p": 1.5}, "hflip_p"), ({"vflip_p": -0.1}, "vflip_p"),
+    ({"dflip_p": 2}, "dflip_p"), ({"p": 1.01}, "p"), ({"mode": "bicubic"}, "mode"),
+    ({"padding_mode": "wrap"}, "padding_mode"), ({"shear": 90}, "shear"), ({"shear": (-95, 10)}, "shear"),
+    ({"translate": 1.5}, "translate"), ({"translate": (0.1, 0.1, 0.1, 0.1)}, "translate"),
+    ({"degrees": "a lot"}, "degrees"), ({"degrees": (30, 10)}, "degrees"), ({"backend": "numpy"}, "backend"),
+])
+def test_affine_bad_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=f"^{name}: "):
+        RandomAffine(**kwargs)
+
+
+def test_affine_bad_call_arguments():
+    t = RandomAffine()
+    image = torch.rand(2, 1, 8, 9)
+    for bad_mask in (torch.zeros(2, 8, 10, dtype=torch.uint8), torch.zeros(3, 8, 9, dtype=torch.uint8),
+                     torch.zeros(2, 1, 1, 8, 9, dtype=torch.uint8), torch.zeros(8, 9, dtype=torch.uint8)):
+        with pytest.raises(ValueError, match=r"^mask: "):
+            t(image, bad_mask)
+    with pytest.raises(ValueError, match=r"^image: "):
+        t(torch.rand(8, 9))
+    with pytest.raises(ValueError, match=r"^image: "):
+        t(torch.rand(0, 1, 8, 9))
+    # a generator on another device type than the batch
+    with pytest.raises(ValueError, match=r"^generator: "):
+        t(image.to("meta"), generator=seeded(0))
+
+
+def test_affine_generator_on_other_device():
+    try:
+        generator = torch.Generator(device="meta")
+    except RuntimeError as error:
+        pytest.skip(f"torch.Generator(device='meta') is not creatable here: {error}")
+    with pytest.raises(ValueError, match=r"^generator: "):
+        RandomAffine()(torch.rand(1, 1, 4, 4), generator=generator)
+
+
+# ----------------------------------------------------------------------------- Normalize01
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normalize01_min_max(dtype):
+    image = (torch.randn(4, 2, 9, 11, generator=seeded(30), dtype=torch.float64) * 50 + 7).to(dtype)
+    image[2] = 3.5  # a constant sample
+    mask = torch.zeros(4, 9, 11, dtype=torch.int64)
+    out, out_mask = Normalize01()(image, mask)
+    assert out_mask is mask and out.dtype == dtype
+    assert not torch.isnan(out).any()
+    lo, hi = per_sample_extent(out)
+    for n in (0, 1, 3):
+        assert float(lo[n]) == 0.0
+        assert abs(float(hi[n]) - 1.0) < 1e-6
+    assert torch.equal(out[2], torch.zeros_like(out[2]))
+    expected = (image - image.flatten(1).amin(1).view(-1, 1, 1, 1)) / (
+        image.flatten(1).amax(1) - image.flatten(1).amin(1)).view(-1, 1, 1, 1)
+    torch.testing.assert_close(out[[0, 1, 3]], expected[[0, 1, 3]])
+
+
+@pytest.mark.parametrize("percentiles", [(2.0, 98.0), (0.0, 50.0), (25.0, 100.0)])
+def test_normalize01_percentiles(percentiles):
+    image = torch.randn(3, 1, 16, 17, generator=seeded(31)) * 10
+    image[0, 0, 3, 4] = 1e4  # a hot pixel
+    out, _ = Normalize01(percentiles=percentiles)(image)
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    q = torch.tensor([p / 100 for p in percentiles])
+    lo, hi = torch.quantile(image.flatten(1), q, dim=1)
+    expected = ((image - lo.view(-1, 1, 1, 1)) / (hi - lo).view(-1, 1, 1, 1)).clamp(0, 1)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    assert float(out[0, 0, 3, 4]) == 1.0  # clipped (or the maximum itself)
+
+
+def test_normalize01_bad_input():
+    with pytest.raises(TypeError, match=r"^image: "):
+        Normalize01()(torch.zeros(1, 1, 4, 4, dtype=torch.uint8))
+    with pytest.raises(TypeError, match=r"^image: "):
+        Normalize01((1, 99))(torch.zeros(1, 1, 4, 4, dtype=torch.int64))
+    for bad in [(50, 10), (-1, 50), (0, 101), (30, 30), (1, 2, 3)]:
+        with pytest.raises(ValueError, match=r"^percentiles: "):
+            Normalize01(percentiles=bad)
+
+
+# ----------------------------------------------------------------------------- intensity transforms
+
+INTENSITY = {
+    "gamma": lambda p: RandomGamma(gamma=(0.5, 2.0), p=p),
+    "contrast": lambda p: RandomContrast(factor=(0.5, 1.5), p=p),
+    "brightness": lambda p: RandomBrightness(delta=0.3, p=p),
+    "noise": lambda p: RandomGaussianNoise(std=(0.05, 0.2), p=p),
+}
+
+
+@pytest.mark.parametrize("name", list(INTENSITY))
+@pytest.mark.parametrize("spatial", [(9, 11), (4, 5, 6)], ids=str)
+def test_intensity_p(name, spatial):
+    image = torch.rand(4, 2, *spatial, generator=seeded(40)) + 0.5
+    mask = random_mask((4, *spatial), torch.uint8, 41)
+    out, out_mask = INTENSITY[name](0.0)(image, mask, generator=seeded(42))
+    assert torch.equal(out, image) and out_mask is mask
+    out, out_mask = INTENSITY[name](1.0)(image, mask, generator=seeded(42))
+    assert out_mask is mask and out.shape == image.shape and out.dtype == image.dtype
+    for n in range(4):
+        assert not torch.equal(out[n], image[n]), n
+    again, _ = INTENSITY[name](1.0)(image, mask, generator=seeded(42))
+    assert torch.equal(out, again)
+    other, _ = INTENSITY[name](1.0)(image, mask, generator=seeded(43))
+    assert not torch.equal(out, other)
+    # p=0.5: some samples changed, the others bit for bit the same
+    out, _ = INTENSITY[name](0.5)(torch.rand(64, 1, 3, 3, generator=seeded(44)), generator=seeded(45))
+    base = torch.rand(64, 1, 3, 3, generator=seeded(44))
+    changed = (out != base).flatten(1).any(1)
+    assert 10 < int(changed.sum()) < 54
+
+
+def test_brightness_formula():
+    image = torch.rand(16, 2, 7, 8, generator=seeded(50), dtype=torch.float64)
+    out, _ = RandomBrightness(delta=(-0.2, 0.3), p=1)(image, generator=seeded(51))
+    delta = (out - image).flatten(1)
+    torch.testing.assert_close(delta, delta[:, :1].expand_as(delta), rtol=0, atol=1e-12)  # one shift per sample
+    d = delta[:, 0]
+    assert ((d >= -0.2) & (d <= 0.3)).all() and d.std() > 0.05
+    torch.testing.assert_close(out, image + d.view(-1, 1, 1, 1), rtol=0, atol=1e-12)
+
+
+def test_contrast_formula():
+    image = torch.rand(16, 2, 7, 8, generator=seeded(52), dtype=torch.float64)
+    out, _ = RandomContrast(factor=(0.5, 1.5), p=1)(image, generator=seeded(53))
+    mean = image.flatten(1).mean(1).view(-1, 1, 1, 1)
+    factor = ((out - mean).flatten(1) / (image - mean).flatten(1)).median(1).values  # recovered per sample
+    assert ((factor >= 0.5) & (factor <= 1.5)).all() and factor.std() > 0.05
+    torch.testing.assert_close(out, (image - mean) * factor.view(-1, 1, 1, 1) + mean, rtol=0, atol=1e-12)
+    torch.testing.assert_close(out.flatten(1).mean(1), mean.flatten(), rtol=0, atol=1e-12)  # the mean is kept
+
+
+def test_gamma_formula():
+    image = torch.rand(16, 1, 7, 8, generator=seeded(54), dtype=torch.float64) * 4 - 1
+    out, _ = RandomGamma(gamma=(0.5, 2.0), p=1)(image, generator=seeded(55))
+    lo = image.flatten(1).amin(1).view(-1, 1, 1, 1)
+    extent = image.flatten(1).amax(1).view(-1, 1, 1, 1) - lo
+    before, after = (image - lo) / extent, (out - lo) / extent
+    inside = (before > 0.05) & (before < 0.95)
+    ratios = after.log() / before.log()
+    gamma = torch.stack([ratios[n][inside[n]].median() for n in range(16)])  # recovered per sample
+    assert ((gamma >= 0.5) & (gamma <= 2.0)).all() and gamma.std() > 0.1
+    expected = before.clamp(0, 1).pow(gamma.view(-1, 1, 1, 1)) * extent + lo
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-10)
+    # the extent of each sample is kept
+    torch.testing.assert_close(out.flatten(1).amin(1), image.flatten(1).amin(1), rtol=0, atol=1e-12)
+    torch.testing.assert_close(out.flatten(1).amax(1), image.flatten(1).amax(1), rtol=0, atol=1e-12)
+
+
+def test_noise_std_in_range():
+    image = torch.zeros(8, 1, 64, 64)
+    out, _ = RandomGaussianNoise(std=(0.1, 0.2), p=1)(image, generator=seeded(56))
+    std, mean = out.flatten(1).std(1), out.flatten(1).mean(1)
+    # 4096 draws per sample: the sample std is within ~3% of sigma, the mean within ~0.01
+    assert ((std > 0.1 * 0.9) & (std < 0.2 * 1.1)).all(), std
+    assert (mean.abs() < 0.02).all(), mean
+    assert std.max() - std.min() > 0.01  # one sigma per sample, not one for the batch
+    out, _ = RandomGaussianNoise(std=0.3, p=1)(torch.zeros(4, 1, 64, 64), generator=seeded(57))  # (0, 0.3)
+    assert (out.flatten(1).std(1) < 0.33).all()
+    out, _ = RandomGaussianNoise(std=(0.25, 0.25), p=1)(torch.ones(2, 1, 64, 64, dtype=torch.float64),
+                                                        generator=seeded(58))
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out.flatten(1).std(1), torch.full((2,), 0.25, dtype=torch.float64), rtol=0.06, atol=0)
+
+
+@pytest.mark.parametrize(("make", "name"), [
+    (lambda: RandomGamma(gamma=(0.0, 1.0)), "gamma"), (lambda: RandomGamma(gamma=(-1.0, 1.0)), "gamma"),
+    (lambda: RandomGamma(gamma=(2.0, 1.0)), "gamma"), (lambda: RandomGamma(p=1.5), "p"),
+    (lambda: RandomContrast(factor=(-0.5, 1.0)), "factor"), (lambda: RandomContrast(factor=(1.5, 0.5)), "factor"),
+    (lambda: RandomContrast(factor="x"), "factor"), (lambda: RandomContrast(p=-0.5), "p"),
+    (lambda: RandomBrightness(delta=(0.3, -0.3)), "delta"), (lambda: RandomBrightness(delta=(1, 2, 3)), "delta"),
+    (lambda: RandomGaussianNoise(std=(-0.1, 0.1)), "std"), (lambda: RandomGaussianNoise(std=(0.2, 0.1)), "std"),
+    (lambda: RandomGaussianNoise(p=2), "p"),
+])
+def test_intensity_bad_ranges(make, name):
+    with pytest.raises(ValueError, match=f"^{name}: "):
+        make()
+
+
+def test_noise_negative_std_number():
+    with pytest.raises(ValueError, match=r"^std: "):
+        RandomGaussianNoise(std=-0.1)
+
+
+@pytest.mark.parametrize("name", list(INTENSITY))
+def test_intensity_bad_input(name):
+    with pytest.raises(TypeError, match=r"^image: "):
+        INTENSITY[name](1.0)(torch.zeros(1, 1, 4, 4, dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"^image: "):
+        INTENSITY[name](1.0)(torch.zeros(4, 4))
+    with pytest.raises(ValueError, match=r"^generator: "):
+        INTENSITY[name](1.0)(torch.zeros(1, 1, 4, 4, device="meta"), generator=seeded(0))
+
+
+# ----------------------------------------------------------------------------- Compose
+
+def _pipeline() -> list:
+    return [RandomAffine(degrees=20, scale=(0.9, 1.1), hflip_p=0.5), Normalize01(), RandomGamma(p=0.7),
+            RandomContrast(p=0.7), RandomBrightness(p=0.7), RandomGaussianNoise(p=0.7)]
+
+
+@pytest.mark.parametrize("spatial", [(16, 19), (6, 7, 8)], ids=str)
+def test_compose_chains_in_order(spatial):
+    image = torch.rand(3, 1, *spatial, generator=seeded(60)) * 100
+    mask = random_mask((3, *spatial), torch.int64, 61)
+    composed = Compose(_pipeline())
+    got, got_mask = composed(image, mask, generator=seeded(62))
+    generator = seeded(62)
+    expected, expected_mask = image, mask
+    for t in _pipeline():
+        expected, expected_mask = t(expected, expected_mask, generator=generator)
+    assert torch.equal(got, expected) and torch.equal(got_mask, expected_mask)
+    # another order gives another result (it is a sequence, not a set)
+    reordered, _ = Compose(_pipeline()[::-1])(image, mask, generator=seeded(62))
+    assert not torch.equal(reordered, got)
+    # intensity transforms pass the mask through untouched
+    _, passed = Compose(_pipeline()[1:])(image, mask, generator=seeded(63))
+    assert passed is mask
+    # no transforms: identity
+    same, same_mask = Compose([])(image, mask)
+    assert same is image and same_mask is mask
+
+
+@pytest.mark.parametrize("bad", [[1], [RandomGamma(), "gamma"], [None]])
+def test_compose_rejects_non_callables(bad):
+    with pytest.raises(TypeError, match=rf"^transforms\[{len(bad) - 1}\]: "):
+        Compose(bad)
+
+
+class _AugmentedDataset(Dataset):
+    def __init__(self) -> None:
+        self.transform = Compose(_pipeline())
+
+    def __len__(self) -> int:
+        return 6
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        image = torch.rand(1, 1, 12, 14, generator=seeded(index))
+        mask = random_mask((1, 12, 14), torch.uint8, index)
+        image, mask = self.transform(image, mask, generator=seeded(100 + index))
+        return image[0], mask[0]
+
+
+def test_dataloader_with_workers():
+    loader = DataLoader(_AugmentedDataset(), batch_size=2, num_workers=2, timeout=60)
+    batches = list(loader)
+    assert len(batches) == 3
+    for images, masks in batches:
+        assert images.shape == (2, 1, 12, 14) and images.dtype == torch.float32
+        assert masks.shape == (2, 12, 14) and masks.dtype == torch.uint8
+        assert torch.isfinite(images).all()
+    # the workers compute what the main process computes
+    dataset = _AugmentedDataset()
+    torch.testing.assert_close(batches[1][0][1], dataset[3][0], rtol=0, atol=0)
+    assert torch.equal(batches[2][1][0], dataset[4][1])
