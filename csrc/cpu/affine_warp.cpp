@@ -188,8 +188,12 @@ int64_t linear_interior_avx2(const float* base, const float* step, int64_t begin
     }
     for (int64_t c = 0; c < g.c; ++c) {
       const float* s = src + c * g.channel_stride;
-      _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + _mm256_extract_epi32(offset, 0)), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + _mm256_extract_epi32(offset, 7)), _MM_HINT_T0);
+      for (int k = 0; k < kRows; ++k) {
+        _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + _mm256_extract_epi32(rows[k], 0)),
+                     _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + _mm256_extract_epi32(rows[k], 7)),
+                     _MM_HINT_T0);
+      }
       __m256 along_x[kRows];
       for (int k = 0; k < kRows; ++k) {
         __m256 left, right;
@@ -203,6 +207,43 @@ int64_t linear_interior_avx2(const float* base, const float* step, int64_t begin
       __m256 value = along_y[0];
       if constexpr (kDims == 3) value = _mm256_fmadd_ps(frac[2], _mm256_sub_ps(along_y[1], along_y[0]), along_y[0]);
       _mm256_storeu_ps(dst + c * plane + i, value);
+    }
+  }
+  return i;
+}
+
+// Nearest sampling of 4- or 8-byte values (float32/64, int32/64 label maps), interior pixels
+// only: coordinates round half to even in registers, and each channel is one gather of 8
+// values (4-byte) or two (8-byte). Any strides. Whole groups of 8; returns the end reached.
+template <class T, int kDims>
+int64_t nearest_interior_avx2(const float* base, const float* step, int64_t begin, int64_t end,
+                              const WarpGeometry& g, const T* src, T* dst, int64_t plane, int64_t prefetch_delta) {
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8, "gathers move 4- or 8-byte values");
+  const __m256 lanes = _mm256_setr_ps(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
+  int64_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    const __m256 index = _mm256_add_ps(_mm256_set1_ps(float(int32_t(i))), lanes);
+    __m256i offset = _mm256_setzero_si256();
+    for (int r = 0; r < kDims; ++r) {
+      const __m256 coord = _mm256_fmadd_ps(_mm256_set1_ps(step[r]), index, _mm256_set1_ps(base[r]));
+      const __m256i q = _mm256_cvtps_epi32(_mm256_round_ps(coord, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      offset = _mm256_add_epi32(offset, _mm256_mullo_epi32(q, _mm256_set1_epi32(int32_t(g.stride[r]))));
+    }
+    for (int64_t c = 0; c < g.c; ++c) {
+      const T* s = src + c * g.channel_stride;
+      _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + _mm256_extract_epi32(offset, 0)), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + _mm256_extract_epi32(offset, 7)), _MM_HINT_T0);
+      T* out = dst + c * plane + i;
+      if constexpr (sizeof(T) == 4) {
+        const __m256i v = _mm256_i32gather_epi32(reinterpret_cast<const int*>(s), offset, 4);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), v);
+      } else {
+        const auto* b = reinterpret_cast<const long long*>(s);
+        const __m256i lo = _mm256_i32gather_epi64(b, _mm256_castsi256_si128(offset), 8);
+        const __m256i hi = _mm256_i32gather_epi64(b, _mm256_extracti128_si256(offset, 1), 8);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), lo);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 4), hi);
+      }
     }
   }
   return i;
@@ -270,6 +311,15 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
             general(end, len - end);
             continue;
           }
+        }
+        if constexpr (std::is_same_v<F, float> && kInterp == Interp::Nearest && (sizeof(T) == 4 || sizeof(T) == 8)) {
+          int64_t begin, end;
+          interior_range<kDims>(m, w0, h, d, len, g, &begin, &end);
+          general(0, begin);
+          end = nearest_interior_avx2<T, kDims>(base, step, begin, end, g, src, dst + w0, plane,
+                                                prefetch_delta<kDims>(m, g));
+          general(end, len - end);
+          continue;
         }
 #endif
         general(0, len);
