@@ -23,7 +23,9 @@ def measure(fn: Callable[[], object], min_run_time: float = 0.5) -> Timing:
     fn()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    measurement = tbench.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time)
+    # Timer runs single-threaded unless told otherwise: keep the caller's thread count.
+    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    measurement = timer.blocked_autorange(min_run_time=min_run_time)
     return Timing(median=measurement.median, iqr=measurement.iqr, runs=len(measurement.times))
 
 
