@@ -19,6 +19,7 @@
 #endif
 
 #include "common/affine_sample.h"
+#include "common/dispatch.h"
 #include "common/tensor_view.h"
 #include "cpu/kernels.h"
 
@@ -415,29 +416,6 @@ void backward_typed(const TensorView& grad_out, const TensorView& input, const T
   }
 }
 
-// Calls fn.template run<kDims, kInterp, kPad>() for the runtime choices.
-template <class Fn>
-void dispatch_modes(int dims, int32_t interp, int32_t padding, const Fn& fn) {
-  MEDIMG_CHECK_ARG(dims == 2 || dims == 3, "input: expected 4-d (N, C, H, W) or 5-d (N, C, D, H, W)");
-  MEDIMG_CHECK_ARG(interp == 0 || interp == 1, "mode: expected bilinear (0) or nearest (1)");
-  MEDIMG_CHECK_ARG(padding >= 0 && padding <= 2, "padding_mode: expected zeros (0), border (1), reflection (2)");
-  auto with_pad = [&](auto dims_tag, auto interp_tag) {
-    constexpr int kDims = decltype(dims_tag)::value;
-    constexpr Interp kInterp = decltype(interp_tag)::value;
-    switch (Padding(padding)) {
-      case Padding::Zeros: return fn.template run<kDims, kInterp, Padding::Zeros>();
-      case Padding::Border: return fn.template run<kDims, kInterp, Padding::Border>();
-      case Padding::Reflection: return fn.template run<kDims, kInterp, Padding::Reflection>();
-    }
-  };
-  auto with_interp = [&](auto dims_tag) {
-    if (Interp(interp) == Interp::Bilinear) return with_pad(dims_tag, std::integral_constant<Interp, Interp::Bilinear>{});
-    return with_pad(dims_tag, std::integral_constant<Interp, Interp::Nearest>{});
-  };
-  if (dims == 2) return with_interp(std::integral_constant<int, 2>{});
-  return with_interp(std::integral_constant<int, 3>{});
-}
-
 template <class T>
 struct ForwardKernel {
   const TensorView& input;
@@ -478,20 +456,10 @@ void affine_warp(const TensorView& input, const TensorView& coeffs, const Tensor
   const bool floating = input.dtype == DType::Float32 || input.dtype == DType::Float64;
   MEDIMG_CHECK_ARG(floating || Interp(interp) == Interp::Nearest,
                    std::string("input: bilinear sampling needs float32/float64, got ") + dtype_name(input.dtype));
-  auto go = [&](auto tag) {
-    using T = decltype(tag);
-    dispatch_modes(dims, interp, padding, ForwardKernel<T>{input, coeffs, out, align_corners, num_threads});
-  };
-  switch (input.dtype) {
-    case DType::Float32: return go(float{});
-    case DType::Float64: return go(double{});
-    case DType::UInt8: return go(uint8_t{});
-    case DType::Int8: return go(int8_t{});
-    case DType::Int16: return go(int16_t{});
-    case DType::Int32: return go(int32_t{});
-    case DType::Int64: return go(int64_t{});
-    default: fail_argument(std::string("input: unsupported dtype on the CPU: ") + dtype_name(input.dtype));
-  }
+  visit_value_dtype<false>(input.dtype, "input", [&](auto tag) {
+    visit_warp_modes(dims, interp, padding,
+                     ForwardKernel<decltype(tag)>{input, coeffs, out, align_corners, num_threads});
+  });
 }
 
 void affine_warp_backward(const TensorView& grad_out, const TensorView& input, const TensorView& coeffs,
@@ -499,17 +467,11 @@ void affine_warp_backward(const TensorView& grad_out, const TensorView& input, c
                           bool need_coeffs, int32_t interp, int32_t padding, bool align_corners, int num_threads) {
   const int dims = input.ndim - 2;
   MEDIMG_CHECK_ARG(grad_out.dtype == input.dtype, "grad_out must have the dtype of input");
-  if (input.dtype == DType::Float32) {
-    dispatch_modes(dims, interp, padding,
-                   BackwardKernel<float>{grad_out, input, coeffs, grad_input, grad_coeffs, need_input, need_coeffs,
-                                         align_corners, num_threads});
-  } else if (input.dtype == DType::Float64) {
-    dispatch_modes(dims, interp, padding,
-                   BackwardKernel<double>{grad_out, input, coeffs, grad_input, grad_coeffs, need_input, need_coeffs,
-                                          align_corners, num_threads});
-  } else {
-    fail_argument(std::string("input: gradients need float32/float64, got ") + dtype_name(input.dtype));
-  }
+  visit_float_dtype<false>(input.dtype, "input", [&](auto tag) {
+    visit_warp_modes(dims, interp, padding,
+                     BackwardKernel<decltype(tag)>{grad_out, input, coeffs, grad_input, grad_coeffs, need_input,
+                                                   need_coeffs, align_corners, num_threads});
+  });
 }
 
 }  // namespace medimg::cpu::MEDIMG_ISA_NS

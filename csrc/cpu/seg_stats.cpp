@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/dispatch.h"
 #include "common/label_stats.h"
 #include "common/tensor_view.h"
 #include "cpu/kernels.h"
@@ -184,14 +185,10 @@ LabelError seg_stats(const TensorView& pred, const TensorView& target, const Ten
   MEDIMG_CHECK_ARG(pred.dtype == target.dtype, "pred and target must share one dtype");
   MEDIMG_CHECK_ARG(out.dtype == DType::Int64, "out must be int64");
   MEDIMG_CHECK_ARG(num_classes >= 1, "num_classes must be >= 1");
-  switch (pred.dtype) {
-    case DType::UInt8: return seg_stats_dispatch_ignore<uint8_t>(pred, target, out, num_classes, has_ignore, ignore_index, num_threads);
-    case DType::Int8: return seg_stats_dispatch_ignore<int8_t>(pred, target, out, num_classes, has_ignore, ignore_index, num_threads);
-    case DType::Int16: return seg_stats_dispatch_ignore<int16_t>(pred, target, out, num_classes, has_ignore, ignore_index, num_threads);
-    case DType::Int32: return seg_stats_dispatch_ignore<int32_t>(pred, target, out, num_classes, has_ignore, ignore_index, num_threads);
-    case DType::Int64: return seg_stats_dispatch_ignore<int64_t>(pred, target, out, num_classes, has_ignore, ignore_index, num_threads);
-    default: fail_argument(std::string("pred: expected an integer dtype, got ") + dtype_name(pred.dtype));
-  }
+  return visit_integer_dtype(pred.dtype, "pred", [&](auto tag) {
+    return seg_stats_dispatch_ignore<decltype(tag)>(pred, target, out, num_classes, has_ignore, ignore_index,
+                                                    num_threads);
+  });
 }
 
 }  // namespace medimg::cpu::MEDIMG_ISA_NS

@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/dispatch.h"
 #include "common/float_types.h"
 #include "common/tensor_view.h"
 #include "cpu/kernels.h"
@@ -114,40 +115,13 @@ void backward_typed(const TensorView& grad_stats, const TensorView& target, cons
   }
 }
 
-// Calls fn.template operator()<P, L, kLabels>() for the dtypes of probs and target.
-template <class Fn>
-int64_t dispatch_types(DType prob_dtype, DType target_dtype, bool labels, const Fn& fn) {
-  auto with_prob = [&](auto prob_tag) -> int64_t {
-    using P = decltype(prob_tag);
-    if (!labels) {
-      MEDIMG_CHECK_ARG(target_dtype == prob_dtype, "target: a soft target must have the dtype of probs");
-      return fn.template operator()<P, P, false>();
-    }
-    switch (target_dtype) {
-      case DType::UInt8: return fn.template operator()<P, uint8_t, true>();
-      case DType::Int8: return fn.template operator()<P, int8_t, true>();
-      case DType::Int16: return fn.template operator()<P, int16_t, true>();
-      case DType::Int32: return fn.template operator()<P, int32_t, true>();
-      case DType::Int64: return fn.template operator()<P, int64_t, true>();
-      default: fail_argument(std::string("target: expected integer labels, got ") + dtype_name(target_dtype));
-    }
-  };
-  switch (prob_dtype) {
-    case DType::Float16: return with_prob(Half{});
-    case DType::BFloat16: return with_prob(BFloat16{});
-    case DType::Float32: return with_prob(float{});
-    case DType::Float64: return with_prob(double{});
-    default: fail_argument(std::string("probs: expected a floating dtype, got ") + dtype_name(prob_dtype));
-  }
-}
-
 struct StatsKernel {
   const TensorView& probs;
   const TensorView& target;
   const TensorView& out;
   int num_threads;
   template <class P, class L, bool kLabels>
-  int64_t operator()() const {
+  int64_t run() const {
     return stats_typed<P, L, kLabels>(probs, target, out, num_threads);
   }
 };
@@ -158,7 +132,7 @@ struct BackwardKernel {
   const TensorView& grad_probs;
   int num_threads;
   template <class P, class L, bool kLabels>
-  int64_t operator()() const {
+  int64_t run() const {
     backward_typed<P, L, kLabels>(grad_stats, target, grad_probs, num_threads);
     return 0;
   }
@@ -171,8 +145,8 @@ int64_t soft_dice_stats(const TensorView& probs, const TensorView& target, bool 
   check_view(probs, "probs", 3);
   check_view(target, "target", target_is_labels ? 2 : 3);
   check_view(out, "out", 3);
-  return dispatch_types(probs.dtype, target.dtype, target_is_labels,
-                        StatsKernel{probs, target, out, num_threads});
+  return visit_soft_dice_types<true>(probs.dtype, target.dtype, target_is_labels,
+                                     StatsKernel{probs, target, out, num_threads});
 }
 
 void soft_dice_backward(const TensorView& grad_stats, const TensorView& target, bool target_is_labels,
@@ -180,8 +154,8 @@ void soft_dice_backward(const TensorView& grad_stats, const TensorView& target, 
   check_view(grad_stats, "grad_stats", 3);
   check_view(target, "target", target_is_labels ? 2 : 3);
   check_view(grad_probs, "grad_probs", 3);
-  dispatch_types(grad_probs.dtype, target.dtype, target_is_labels,
-                 BackwardKernel{grad_stats, target, grad_probs, num_threads});
+  visit_soft_dice_types<true>(grad_probs.dtype, target.dtype, target_is_labels,
+                              BackwardKernel{grad_stats, target, grad_probs, num_threads});
 }
 
 }  // namespace medimg::cpu::MEDIMG_ISA_NS

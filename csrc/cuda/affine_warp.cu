@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "common/affine_sample.h"
+#include "common/dispatch.h"
 #include "common/float_types.h"
 #include "cuda/check.cuh"
 #include "cuda/launch.h"
@@ -191,26 +192,6 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(TensorView grad_out,
   }
 }
 
-template <class Fn>
-void dispatch_modes(int dims, int32_t interp, int32_t padding, const Fn& fn) {
-  MEDIMG_CHECK_ARG(dims == 2 || dims == 3, "input: expected 4-d (N, C, H, W) or 5-d (N, C, D, H, W)");
-  MEDIMG_CHECK_ARG(interp == 0 || interp == 1, "mode: expected bilinear (0) or nearest (1)");
-  MEDIMG_CHECK_ARG(padding >= 0 && padding <= 2, "padding_mode: expected zeros (0), border (1), reflection (2)");
-  auto with_pad = [&](auto dims_tag, auto interp_tag) {
-    constexpr int kDims = decltype(dims_tag)::value;
-    constexpr Interp kInterp = decltype(interp_tag)::value;
-    if (padding == 0) fn.template run<kDims, kInterp, Padding::Zeros>();
-    else if (padding == 1) fn.template run<kDims, kInterp, Padding::Border>();
-    else fn.template run<kDims, kInterp, Padding::Reflection>();
-  };
-  auto with_interp = [&](auto dims_tag) {
-    if (interp == 0) with_pad(dims_tag, std::integral_constant<Interp, Interp::Bilinear>{});
-    else with_pad(dims_tag, std::integral_constant<Interp, Interp::Nearest>{});
-  };
-  if (dims == 2) with_interp(std::integral_constant<int, 2>{});
-  else with_interp(std::integral_constant<int, 3>{});
-}
-
 dim3 grid_for(const WarpGeometry& g) {
   return dim3(unsigned((g.plane() + kThreads - 1) / kThreads), unsigned(g.n));
 }
@@ -266,21 +247,9 @@ void affine_warp(const TensorView& input, const TensorView& coeffs, const Tensor
   DeviceGuard guard(input.device);
   const int dims = input.ndim - 2;
   const auto s = reinterpret_cast<cudaStream_t>(stream);
-  auto go = [&](auto tag) {
-    using T = decltype(tag);
-    dispatch_modes(dims, interp, padding, ForwardLaunch<T>{input, coeffs, out, align_corners, s});
-  };
-  switch (input.dtype) {
-    case DType::Float32: return go(float{});
-    case DType::Float64: return go(double{});
-    case DType::Float16: return go(Half{});
-    case DType::BFloat16: return go(BFloat16{});
-    case DType::UInt8: return go(uint8_t{});
-    case DType::Int8: return go(int8_t{});
-    case DType::Int16: return go(int16_t{});
-    case DType::Int32: return go(int32_t{});
-    case DType::Int64: return go(int64_t{});
-  }
+  visit_value_dtype<true>(input.dtype, "input", [&](auto tag) {
+    visit_warp_modes(dims, interp, padding, ForwardLaunch<decltype(tag)>{input, coeffs, out, align_corners, s});
+  });
 }
 
 void affine_warp_backward(const TensorView& grad_out, const TensorView& input, const TensorView& coeffs,
@@ -292,19 +261,12 @@ void affine_warp_backward(const TensorView& grad_out, const TensorView& input, c
   const int dims = input.ndim - 2;
   const auto s = reinterpret_cast<cudaStream_t>(stream);
   double* gm = need_coeffs ? grad_coeffs.ptr<double>() : nullptr;
-  auto go = [&](auto tag) {
+  visit_float_dtype<true>(input.dtype, "input", [&](auto tag) {
     using T = decltype(tag);
     using G = std::conditional_t<std::is_same_v<T, double>, double, float>;
     G* gin = need_input ? grad_input.ptr<G>() : nullptr;
-    dispatch_modes(dims, interp, padding, BackwardLaunch<T, G>{grad_out, input, coeffs, gin, gm, align_corners, s});
-  };
-  switch (input.dtype) {
-    case DType::Float32: return go(float{});
-    case DType::Float64: return go(double{});
-    case DType::Float16: return go(Half{});
-    case DType::BFloat16: return go(BFloat16{});
-    default: fail_argument(std::string("input: gradients need a floating dtype, got ") + dtype_name(input.dtype));
-  }
+    visit_warp_modes(dims, interp, padding, BackwardLaunch<T, G>{grad_out, input, coeffs, gin, gm, align_corners, s});
+  });
 }
 
 }  // namespace medimg::cuda

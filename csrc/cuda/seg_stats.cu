@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "common/dispatch.h"
 #include "common/label_stats.h"
 #include "cuda/check.cuh"
 #include "cuda/launch.h"
@@ -143,14 +144,9 @@ void seg_stats(const TensorView& pred, const TensorView& target, const TensorVie
   MEDIMG_CHECK_ARG(pred.dtype == target.dtype, "pred and target must share one dtype");
   DeviceGuard guard(pred.device);
   auto s = reinterpret_cast<cudaStream_t>(stream);
-  switch (pred.dtype) {
-    case DType::UInt8: return launch_ignore<uint8_t>(pred, target, out, num_classes, has_ignore, ignore_index, error, s);
-    case DType::Int8: return launch_ignore<int8_t>(pred, target, out, num_classes, has_ignore, ignore_index, error, s);
-    case DType::Int16: return launch_ignore<int16_t>(pred, target, out, num_classes, has_ignore, ignore_index, error, s);
-    case DType::Int32: return launch_ignore<int32_t>(pred, target, out, num_classes, has_ignore, ignore_index, error, s);
-    case DType::Int64: return launch_ignore<int64_t>(pred, target, out, num_classes, has_ignore, ignore_index, error, s);
-    default: fail_argument(std::string("pred: expected an integer dtype, got ") + dtype_name(pred.dtype));
-  }
+  visit_integer_dtype(pred.dtype, "pred", [&](auto tag) {
+    launch_ignore<decltype(tag)>(pred, target, out, num_classes, has_ignore, ignore_index, error, s);
+  });
 }
 
 }  // namespace medimg::cuda

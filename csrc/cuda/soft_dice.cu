@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "common/dispatch.h"
 #include "common/float_types.h"
 #include "cuda/check.cuh"
 #include "cuda/launch.h"
@@ -116,32 +117,6 @@ struct BackwardLaunch {
   }
 };
 
-template <class Launch>
-void dispatch(DType prob_dtype, DType target_dtype, bool labels, const Launch& launch) {
-  auto with_prob = [&](auto prob_tag) {
-    using P = decltype(prob_tag);
-    if (!labels) {
-      MEDIMG_CHECK_ARG(target_dtype == prob_dtype, "target: a soft target must have the dtype of probs");
-      return launch.template run<P, P, false>();
-    }
-    switch (target_dtype) {
-      case DType::UInt8: return launch.template run<P, uint8_t, true>();
-      case DType::Int8: return launch.template run<P, int8_t, true>();
-      case DType::Int16: return launch.template run<P, int16_t, true>();
-      case DType::Int32: return launch.template run<P, int32_t, true>();
-      case DType::Int64: return launch.template run<P, int64_t, true>();
-      default: fail_argument(std::string("target: expected integer labels, got ") + dtype_name(target_dtype));
-    }
-  };
-  switch (prob_dtype) {
-    case DType::Float16: return with_prob(Half{});
-    case DType::BFloat16: return with_prob(BFloat16{});
-    case DType::Float32: return with_prob(float{});
-    case DType::Float64: return with_prob(double{});
-    default: fail_argument(std::string("probs: expected a floating dtype, got ") + dtype_name(prob_dtype));
-  }
-}
-
 }  // namespace
 
 void soft_dice_stats(const TensorView& probs, const TensorView& target, bool target_is_labels, const TensorView& out,
@@ -149,16 +124,16 @@ void soft_dice_stats(const TensorView& probs, const TensorView& target, bool tar
   check_view(probs, "probs", 3);
   check_view(target, "target", target_is_labels ? 2 : 3);
   DeviceGuard guard(probs.device);
-  dispatch(probs.dtype, target.dtype, target_is_labels,
-           StatsLaunch{probs, target, out, invalid, reinterpret_cast<cudaStream_t>(stream)});
+  visit_soft_dice_types<true>(probs.dtype, target.dtype, target_is_labels,
+                              StatsLaunch{probs, target, out, invalid, reinterpret_cast<cudaStream_t>(stream)});
 }
 
 void soft_dice_backward(const TensorView& grad_stats, const TensorView& target, bool target_is_labels,
                         const TensorView& grad_probs, uintptr_t stream) {
   check_view(grad_probs, "grad_probs", 3);
   DeviceGuard guard(grad_probs.device);
-  dispatch(grad_probs.dtype, target.dtype, target_is_labels,
-           BackwardLaunch{grad_stats, target, grad_probs, reinterpret_cast<cudaStream_t>(stream)});
+  visit_soft_dice_types<true>(grad_probs.dtype, target.dtype, target_is_labels,
+                              BackwardLaunch{grad_stats, target, grad_probs, reinterpret_cast<cudaStream_t>(stream)});
 }
 
 }  // namespace medimg::cuda

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medimg.bench.report import Row, format_rows
-from medimg.bench.timing import copy_bandwidth, measure
+from medimg.bench.report import format_rows
+from medimg.bench.suite import Implementations, measure_cases
+from medimg.bench.timing import copy_bandwidth
 from medimg.ops import affine_grid_sample
 from medimg.transforms import RandomAffine
 
@@ -117,7 +118,7 @@ def _monai(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
     return lambda: [transform(s) for s in samples]
 
 
-def implementations(case: Case) -> dict[str, tuple[Callable[[], object], int | None]]:
+def implementations(case: Case) -> Implementations:
     """Name -> (callable, bytes read and written per call, for bandwidth) for one case."""
     image, mask = case.batch()
     spatial_dims = image.dim() - 2
@@ -126,7 +127,7 @@ def implementations(case: Case) -> dict[str, tuple[Callable[[], object], int | N
                                    torch.Generator().manual_seed(1)).float()
     nbytes = image.nbytes + (0 if mask is None else mask.nbytes)
     generator = torch.Generator().manual_seed(2)
-    impls: dict[str, tuple[Callable[[], object], int | None]] = {
+    impls: Implementations = {
         MEDIMG: (lambda: transform(image, mask, generator=generator), nbytes),
         "medimg.ops.affine_grid_sample (fixed theta)": (
             lambda: (affine_grid_sample(image, theta),
@@ -146,13 +147,7 @@ def implementations(case: Case) -> dict[str, tuple[Callable[[], object], int | N
 def run(min_run_time: float = 0.5) -> str:
     """Run every case and return the report."""
     bandwidth = copy_bandwidth(min_run_time=min_run_time)
-    rows = []
-    for case in CASES:
-        for name, (fn, nbytes) in implementations(case).items():
-            try:
-                rows.append(Row(case.name, name, measure(fn, min_run_time), nbytes, case.shape[0]))
-            except Exception as error:  # a peer that cannot run this case is reported, not fatal
-                print(f"skipped {name} on {case.name}: {type(error).__name__}: {error}")
+    rows = measure_cases(CASES, implementations, min_run_time, items=lambda case: case.shape[0])
     header = (f"affine augmentation on the CPU, {torch.get_num_threads()} threads; copy bandwidth "
               f"{bandwidth / 1e9:.1f} GB/s; % copy bw = (bytes of image + mask) / time / copy bandwidth")
     return header + format_rows(rows, MEDIMG, bandwidth)

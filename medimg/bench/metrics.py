@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medimg.bench.report import Row, format_rows
-from medimg.bench.timing import copy_bandwidth, measure
+from medimg.bench.report import format_rows
+from medimg.bench.suite import Implementations, measure_cases
+from medimg.bench.timing import copy_bandwidth
 from medimg.ops import segmentation_stats
 
 MEDIMG = "medimg.ops.segmentation_stats"
@@ -97,12 +98,12 @@ def _peers(pred: Tensor, target: Tensor, k: int) -> dict[str, Callable[[], objec
     return found
 
 
-def implementations(case: Case) -> dict[str, tuple[Callable[[], object], int | None]]:
+def implementations(case: Case) -> Implementations:
     """Name -> (callable, bytes it must read or None) for one case."""
     pred, target = case.labels()
     k = case.num_classes
     pn, tn = pred.numpy(), target.numpy()
-    impls: dict[str, tuple[Callable[[], object], int | None]] = {
+    impls: Implementations = {
         MEDIMG: (lambda: segmentation_stats(pred, target, k), pred.nbytes + target.nbytes),
         "torch.bincount (joint index)": (lambda: bincount_stats_torch(pred, target, k), pred.nbytes + target.nbytes),
         "numpy.bincount (joint index)": (lambda: bincount_stats_numpy(pn, tn, k), pred.nbytes + target.nbytes),
@@ -116,10 +117,7 @@ def implementations(case: Case) -> dict[str, tuple[Callable[[], object], int | N
 def run(min_run_time: float = 0.5) -> str:
     """Run every case and return the report (also the copy bandwidth and thread count)."""
     bandwidth = copy_bandwidth(min_run_time=min_run_time)
-    rows = []
-    for case in CASES:
-        for name, (fn, nbytes) in implementations(case).items():
-            rows.append(Row(case.name, name, measure(fn, min_run_time), nbytes))
+    rows = measure_cases(CASES, implementations, min_run_time)
     header = (f"segmentation statistics on the CPU, {torch.get_num_threads()} threads; "
               f"copy bandwidth {bandwidth / 1e9:.1f} GB/s (bytes copied / s)")
     return header + format_rows(rows, MEDIMG, bandwidth)
