@@ -1,8 +1,9 @@
-"""The ``medimg`` command line: ``medimg info``, ``medimg bench metrics|augment``."""
+"""The ``medimg`` command line: ``medimg info``, ``medimg bench metrics|augment|data``."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -27,10 +28,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.suite == "metrics":
-        from medimg.bench import metrics as suite
-    else:
-        from medimg.bench import augment as suite
+    suite = importlib.import_module(f"medimg.bench.{args.suite}")
     print(suite.run(min_run_time=args.min_run_time))
     return 0
 
@@ -44,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=_info)
 
     bench = commands.add_parser("bench", help="time medimg against the PyTorch reference and peers")
-    bench.add_argument("suite", choices=["metrics", "augment"], help="which benchmark suite")
+    bench.add_argument("suite", choices=["metrics", "augment", "data"], help="which benchmark suite")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's setting)")
     bench.add_argument("--min-run-time", type=float, default=0.5, help="seconds of measurement per entry")
     bench.set_defaults(run=_bench)
