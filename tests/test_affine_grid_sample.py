@@ -14,14 +14,13 @@ from fractions import Fraction
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import needs_cpu_kernels
 from torch import Tensor
 
-from medimg import _extension
 from medimg.ops import affine_grid_sample
 from medimg.ops.affine import pixel_coefficients
 
 pytestmark = pytest.mark.filterwarnings("ignore:Since version 1.3.0, affine_grid behavior:UserWarning")
-needs_cpu_kernels = pytest.mark.skipif(_extension.cpu is None, reason=f"medimg._C not built: {_extension.cpu_error}")
 
 MODES = ["bilinear", "nearest"]
 PADDINGS = ["zeros", "border", "reflection"]

@@ -7,31 +7,20 @@ instruction set) and the reference (backend="torch") are each compared with it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from helpers import BACKENDS, kernel_settings, layouts, needs_cpu_kernels, random_labels, relayout
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
-from medimg import _extension
 from medimg.ops import segmentation_stats
 
 LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
 SIGNED_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64)
 
-needs_cpu_kernels = pytest.mark.skipif(_extension.cpu is None, reason=f"medimg._C not built: {_extension.cpu_error}")
-# Backends that must behave alike: the compiled kernel and the pure-PyTorch reference.
-BACKENDS = [pytest.param("medimg", marks=needs_cpu_kernels), "torch"]
-
-
-def kernel_settings(max_examples: int) -> settings:
-    """Hypothesis settings for tests using the `cpu_isa` fixture: it is function-scoped but holds
-    no per-example state (it only selects the kernels), so sharing it across examples is fine."""
-    return settings(max_examples=max_examples, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 # ----------------------------------------------------------------------------- oracle
@@ -66,40 +55,6 @@ def fits(value: int, dtype: torch.dtype) -> bool:
         return value in (0, 1)
     info = torch.iinfo(dtype)
     return info.min <= value <= info.max
-
-
-def random_labels(classes: Sequence[int], shape: Sequence[int], dtype: torch.dtype, gen: torch.Generator) -> Tensor:
-    """Labels drawn uniformly from `classes` (a subset, so that some classes are absent)."""
-    index = torch.randint(len(classes), tuple(shape), generator=gen)
-    return torch.tensor(classes)[index].to(dtype)
-
-
-def relayout(x: Tensor, layout: str, perm: Sequence[int] = (), dim: int = 0) -> Tensor:
-    """`x` in another memory layout, same shape and (except "expanded") same values."""
-    if layout == "contiguous":
-        return x.contiguous()
-    if layout == "strided":  # every dim read with step 2 from offset 1 of a larger buffer
-        window = tuple(slice(1, None, 2) for _ in x.shape)
-        big = torch.zeros([2 * s + 1 for s in x.shape], dtype=x.dtype)
-        big[window] = x
-        return big[window]
-    if layout == "permuted":  # dims laid out in memory in the order `perm`
-        inverse = [list(perm).index(d) for d in range(x.dim())]
-        return x.permute(*perm).contiguous().permute(*inverse)
-    if layout == "expanded":  # stride 0 along `dim`: every slice repeats the first
-        return x.narrow(dim, 0, 1).expand(x.shape)
-    if layout == "channels_last":
-        return x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
-    raise AssertionError(layout)
-
-
-@st.composite
-def layouts(draw, ndim: int) -> tuple[str, tuple[int, ...], int]:
-    names = ["contiguous", "strided", "permuted", "expanded"] + (["channels_last"] if ndim in (4, 5) else [])
-    name = draw(st.sampled_from(names))
-    perm = tuple(draw(st.permutations(range(ndim)))) if name == "permuted" else ()
-    dim = draw(st.integers(0, ndim - 1)) if name == "expanded" else 0
-    return name, perm, dim
 
 
 @dataclass

@@ -152,6 +152,16 @@ MEDIMG_HD F tap_weight(int k, const F* frac, int axis) {
   return w;
 }
 
+// Lower corner of the interpolation cell around a point, and the fractions towards the upper one.
+template <class F, int kDims>
+MEDIMG_HD void lower_corner(const F* coord, int64_t* lower, F* frac) {
+  for (int r = 0; r < kDims; ++r) {
+    const F fl = floor(coord[r]);
+    lower[r] = int64_t(fl);
+    frac[r] = coord[r] - fl;
+  }
+}
+
 MEDIMG_HD bool in_bounds(int64_t i, int64_t size) { return i >= 0 && i < size; }
 
 // Index of the nearest pixel: round half to even, as grid_sample (nearbyint). Coordinates

@@ -362,11 +362,7 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
         } else {
           int64_t lo[kDims];
           F frac[kDims];
-          for (int r = 0; r < kDims; ++r) {
-            const F fl = std::floor(coord[r]);
-            lo[r] = int64_t(fl);
-            frac[r] = coord[r] - fl;
-          }
+          lower_corner<F, kDims>(coord, lo, frac);
           for (int k = 0; k < (1 << kDims); ++k) {
             bool ok = true;
             int64_t o = 0, po = 0;

@@ -72,12 +72,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(TensorView input, con
     constexpr int kTaps = 1 << kDims;
     int64_t lo[kDims];
     F frac[kDims];
-#pragma unroll
-    for (int r = 0; r < kDims; ++r) {
-      const F fl = floor(coord[r]);
-      lo[r] = int64_t(fl);
-      frac[r] = coord[r] - fl;
-    }
+    lower_corner<F, kDims>(coord, lo, frac);
     int64_t off[kTaps];
     F wt[kTaps];
 #pragma unroll
@@ -142,12 +137,7 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(TensorView grad_out,
     } else {
       int64_t lo[kDims];
       F frac[kDims];
-#pragma unroll
-      for (int r = 0; r < kDims; ++r) {
-        const F fl = floor(coord[r]);
-        lo[r] = int64_t(fl);
-        frac[r] = coord[r] - fl;
-      }
+      lower_corner<F, kDims>(coord, lo, frac);
 #pragma unroll
       for (int k = 0; k < (1 << kDims); ++k) {
         bool ok = true;
