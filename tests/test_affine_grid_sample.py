@@ -646,3 +646,51 @@ def test_cuda_matches_cpu(dtype):
                 gpu = affine_grid_sample(x.cuda(), theta.cuda(), mode, padding_mode, backend="medimg")
                 atol = 0 if mode == "nearest" else 1e-5
                 torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=atol)
+
+
+# ----------------------------------------------------------------------------- regressions from review
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("theta_rows", [
+    [[math.cos(math.radians(270)), -math.sin(math.radians(270)), 0.0],
+     [math.sin(math.radians(270)), math.cos(math.radians(270)), 0.0]],   # cos is 1.8e-16, not 0
+    [[-math.cos(math.radians(90)), -math.sin(math.radians(90)), 0.0],
+     [-math.sin(math.radians(90)), math.cos(math.radians(90)), 0.0]],     # quarter turn with a flip
+])
+def test_reads_stay_inside_the_plane(cpu_isa, theta_rows):
+    """A 64x64 view of a 65x65 buffer whose extra row and column are NaN: nothing may read them."""
+    buffer = torch.full((1, 1, 65, 65), float("nan"))
+    buffer[..., :64, :64] = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(3))
+    image = buffer[..., :64, :64]
+    theta = torch.tensor([theta_rows], dtype=torch.float64)
+    for mode in ("bilinear", "nearest"):
+        out = affine_grid_sample(image, theta.float(), mode=mode)
+        assert not out.isnan().any(), mode
+        torch.testing.assert_close(out, reference(image.contiguous(), theta.float(), mode), atol=1e-4, rtol=0)
+
+
+@needs_cpu_kernels
+def test_zero_padding_does_not_leak_non_finite_pixels(cpu_isa):
+    """Taps outside the image contribute nothing, even when the pixel they would point at is inf."""
+    image = torch.rand(1, 1, 12, 12, generator=torch.Generator().manual_seed(4))
+    image[..., 0, 0] = float("inf")
+    theta = torch.tensor([[[1.0, 0.0, 0.25], [0.0, 1.0, 0.25]]])  # shifts by 1.5 px: left/top taps fall outside
+    for mode in ("bilinear", "nearest"):
+        out = affine_grid_sample(image, theta, mode=mode)
+        expected = reference(image, theta, mode)
+        assert torch.equal(out.isnan(), expected.isnan()), mode
+        assert torch.equal(out.isinf(), expected.isinf()), mode
+
+
+def test_overflowing_theta_is_rejected():
+    theta = torch.tensor([[[1e308, -1e308, 0.0], [0.0, 1.0, 0.0]]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^theta: "):
+        affine_grid_sample(torch.rand(1, 1, 16, 16, dtype=torch.float64), theta, backend="medimg")
+
+
+@needs_cpu_kernels
+def test_op_rejects_coefficients_of_another_batch():
+    x = torch.rand(3, 1, 8, 8)
+    coeffs = pixel_coefficients(torch.eye(2, 3).expand(1, 2, 3), (8, 8), False)
+    with pytest.raises(ValueError, match=r"^coeffs: "):
+        torch.ops.medimg.affine_sample(x, coeffs, "bilinear", "zeros", False)

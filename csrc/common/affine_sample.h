@@ -171,4 +171,36 @@ MEDIMG_HD I nearest_index(F x) {
   return I(nearbyint(x));
 }
 
+// Shapes, layouts and devices a warp kernel relies on (host code): coeffs (N, k, k + 1)
+// contiguous, out contiguous like input, everything on input's device.
+inline bool is_contiguous(const TensorView& v) {
+  int64_t expected = 1;
+  for (int d = v.ndim - 1; d >= 0; --d) {
+    if (v.sizes[d] != 1 && v.strides[d] != expected) return false;
+    expected *= v.sizes[d];
+  }
+  return true;
+}
+
+inline bool same_shape(const TensorView& a, const TensorView& b) {
+  if (a.ndim != b.ndim) return false;
+  for (int d = 0; d < a.ndim; ++d) {
+    if (a.sizes[d] != b.sizes[d]) return false;
+  }
+  return true;
+}
+
+inline void check_warp_views(const TensorView& input, const TensorView& coeffs, const TensorView& out,
+                             const char* out_name) {
+  const int dims = input.ndim - 2;
+  MEDIMG_CHECK_ARG(input.ndim == 4 || input.ndim == 5, "input: expected 4-d (N, C, H, W) or 5-d (N, C, D, H, W)");
+  MEDIMG_CHECK_ARG(coeffs.ndim == 3 && coeffs.sizes[0] == input.sizes[0] && coeffs.sizes[1] == dims &&
+                       coeffs.sizes[2] == dims + 1 && is_contiguous(coeffs),
+                   "coeffs: expected a contiguous (N, k, k + 1) matrix per sample of input");
+  MEDIMG_CHECK_ARG(same_shape(out, input) && is_contiguous(out),
+                   std::string(out_name) + ": expected a contiguous tensor shaped like input");
+  MEDIMG_CHECK_ARG(coeffs.device == input.device && out.device == input.device,
+                   std::string("coeffs and ") + out_name + " must be on input's device");
+}
+
 }  // namespace medimg

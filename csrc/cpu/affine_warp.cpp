@@ -109,7 +109,10 @@ void gather_row(const T* src, const int32_t* off, const F* wt, int64_t len, T* d
 #pragma omp simd
     for (int64_t i = 0; i < len; ++i) {
       F acc = F(0);
-      for (int k = 0; k < kTaps; ++k) acc += wt[k * len + i] * F(src[off[k * len + i]]);
+      for (int k = 0; k < kTaps; ++k) {  // a tap outside the image adds 0, even next to inf/NaN pixels
+        const F w = wt[k * len + i], v = F(src[off[k * len + i]]);
+        acc += w != F(0) ? w * v : F(0);
+      }
       dst[i] = T(acc);
     }
   } else {  // labels, nearest only: copy the value, or 0 outside a zero-padded image (off is 0 there)
@@ -132,6 +135,10 @@ void interior_range(const double* m, int64_t w0, int64_t h, int64_t d, int64_t l
     const double* row = m + r * (kDims + 1);
     const double b = row[0] * double(w0) + row[1] * double(h) + (kDims == 3 ? row[2] * double(d) : 0.0) + row[kDims];
     const double s = row[0], top = double(g.size[r] - 1);
+    if (!std::isfinite(b) || !std::isfinite(s)) {
+      hi = lo;
+      continue;
+    }
     if (s == 0.0) {
       if (!(b >= 0.0 && b < top)) hi = lo;
       continue;
@@ -169,6 +176,8 @@ int64_t linear_interior_avx2(const float* base, const float* step, int64_t begin
   const __m256 lanes = _mm256_setr_ps(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
   const __m256i row_stride = _mm256_set1_epi32(int32_t(g.stride[1]));
   const __m256i slice_stride = _mm256_set1_epi32(int32_t(g.stride[2]));
+  __m256 last_cell[kDims];  // the lower corner of a cell lies in [0, size - 2]
+  for (int r = 0; r < kDims; ++r) last_cell[r] = _mm256_set1_ps(float(g.size[r] - 2));
   int64_t i = begin;
   for (; i + 8 <= end; i += 8) {
     const __m256 index = _mm256_add_ps(_mm256_set1_ps(float(int32_t(i))), lanes);
@@ -176,7 +185,8 @@ int64_t linear_interior_avx2(const float* base, const float* step, int64_t begin
     __m256i offset = _mm256_setzero_si256();
     for (int r = 0; r < kDims; ++r) {
       const __m256 coord = _mm256_fmadd_ps(_mm256_set1_ps(step[r]), index, _mm256_set1_ps(base[r]));
-      const __m256 low = _mm256_floor_ps(coord);
+      // interior_range decided in float64; clamp so that float32 rounding cannot step outside.
+      const __m256 low = _mm256_min_ps(_mm256_max_ps(_mm256_floor_ps(coord), _mm256_setzero_ps()), last_cell[r]);
       frac[r] = _mm256_sub_ps(coord, low);
       const __m256i q = _mm256_cvttps_epi32(low);
       offset = _mm256_add_epi32(offset, r == 0 ? q : _mm256_mullo_epi32(q, r == 1 ? row_stride : slice_stride));
@@ -227,7 +237,9 @@ int64_t nearest_interior_avx2(const float* base, const float* step, int64_t begi
     __m256i offset = _mm256_setzero_si256();
     for (int r = 0; r < kDims; ++r) {
       const __m256 coord = _mm256_fmadd_ps(_mm256_set1_ps(step[r]), index, _mm256_set1_ps(base[r]));
-      const __m256i q = _mm256_cvtps_epi32(_mm256_round_ps(coord, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      const __m256 nearest = _mm256_round_ps(coord, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m256 last = _mm256_set1_ps(float(g.size[r] - 1));  // clamp as in linear_interior_avx2
+      const __m256i q = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(nearest, _mm256_setzero_ps()), last));
       offset = _mm256_add_epi32(offset, _mm256_mullo_epi32(q, _mm256_set1_epi32(int32_t(g.stride[r]))));
     }
     for (int64_t c = 0; c < g.c; ++c) {
@@ -446,6 +458,7 @@ struct BackwardKernel {
 
 void affine_warp(const TensorView& input, const TensorView& coeffs, const TensorView& out, int32_t interp,
                  int32_t padding, bool align_corners, int num_threads) {
+  check_warp_views(input, coeffs, out, "out");
   const int dims = input.ndim - 2;
   MEDIMG_CHECK_ARG(out.dtype == input.dtype, "out must have the dtype of input");
   MEDIMG_CHECK_ARG(coeffs.dtype == DType::Float64, "coeffs must be float64");
@@ -461,8 +474,14 @@ void affine_warp(const TensorView& input, const TensorView& coeffs, const Tensor
 void affine_warp_backward(const TensorView& grad_out, const TensorView& input, const TensorView& coeffs,
                           const TensorView& grad_input, const TensorView& grad_coeffs, bool need_input,
                           bool need_coeffs, int32_t interp, int32_t padding, bool align_corners, int num_threads) {
+  check_warp_views(input, coeffs, grad_out, "grad_out");
+  if (need_input) check_warp_views(input, coeffs, grad_input, "grad_input");
   const int dims = input.ndim - 2;
   MEDIMG_CHECK_ARG(grad_out.dtype == input.dtype, "grad_out must have the dtype of input");
+  MEDIMG_CHECK_ARG(!need_coeffs || (grad_coeffs.ndim == 4 && grad_coeffs.sizes[0] == input.sizes[0] &&
+                                    grad_coeffs.sizes[1] == input.sizes[1] && is_contiguous(grad_coeffs) &&
+                                    grad_coeffs.dtype == DType::Float64),
+                   "grad_coeffs: expected contiguous float64 (N, C, k, k + 1)");
   visit_float_dtype<false>(input.dtype, "input", [&](auto tag) {
     visit_warp_modes(dims, interp, padding,
                      BackwardKernel<decltype(tag)>{grad_out, input, coeffs, grad_input, grad_coeffs, need_input,

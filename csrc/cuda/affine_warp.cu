@@ -92,7 +92,9 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(TensorView input, con
       const T* s = src + c * g.channel_stride;
       F acc = F(0);
 #pragma unroll
-      for (int k = 0; k < kTaps; ++k) acc += wt[k] * load_value(s + off[k]);
+      for (int k = 0; k < kTaps; ++k) {  // a tap outside the image adds 0, even next to inf/NaN pixels
+        if (wt[k] != F(0)) acc += wt[k] * load_value(s + off[k]);
+      }
       dst[c * plane] = store_value<T>(acc);
     }
   }
@@ -231,6 +233,7 @@ struct BackwardLaunch {
 
 void affine_warp(const TensorView& input, const TensorView& coeffs, const TensorView& out, int32_t interp,
                  int32_t padding, bool align_corners, uintptr_t stream) {
+  check_warp_views(input, coeffs, out, "out");
   MEDIMG_CHECK_ARG(out.dtype == input.dtype, "out must have the dtype of input");
   MEDIMG_CHECK_ARG(coeffs.dtype == DType::Float64, "coeffs must be float64");
   MEDIMG_CHECK_ARG(input.sizes[0] <= 65535, "input: at most 65535 samples per call on CUDA");
@@ -245,6 +248,13 @@ void affine_warp(const TensorView& input, const TensorView& coeffs, const Tensor
 void affine_warp_backward(const TensorView& grad_out, const TensorView& input, const TensorView& coeffs,
                           const TensorView& grad_input, const TensorView& grad_coeffs, bool need_input,
                           bool need_coeffs, int32_t interp, int32_t padding, bool align_corners, uintptr_t stream) {
+  check_warp_views(input, coeffs, grad_out, "grad_out");
+  if (need_input) MEDIMG_CHECK_ARG(same_shape(grad_input, input) && is_contiguous(grad_input) &&
+                                   grad_input.device == input.device,
+                                   "grad_input: expected a contiguous tensor shaped like input on its device");
+  MEDIMG_CHECK_ARG(!need_coeffs || (grad_coeffs.ndim == 4 && grad_coeffs.sizes[0] == input.sizes[0] &&
+                                    is_contiguous(grad_coeffs) && grad_coeffs.device == input.device),
+                   "grad_coeffs: expected contiguous float64 (N, C, k, k + 1) on input's device");
   MEDIMG_CHECK_ARG(grad_out.dtype == input.dtype, "grad_out must have the dtype of input");
   MEDIMG_CHECK_ARG(input.sizes[0] <= 65535, "input: at most 65535 samples per call on CUDA");
   DeviceGuard guard(input.device);

@@ -19,7 +19,7 @@ std::string runtime_version();
 void seg_stats(const TensorView& pred, const TensorView& target, const TensorView& out, int64_t num_classes,
                bool has_ignore, int64_t ignore_index, const TensorView& error, uintptr_t stream);
 
-// probs: (N, C, S); target: (N, S) labels or (N, C, S) soft; out: (N, C, 3) float32/64 zeroed;
+// probs: (N, C, S); target: (N, S) labels or (N, C, S) soft; out: (N, C, 3) float64 zeroed;
 // invalid: int64[1] zeroed, incremented per label outside [0, C).
 void soft_dice_stats(const TensorView& probs, const TensorView& target, bool target_is_labels,
                      const TensorView& out, const TensorView& invalid, uintptr_t stream);

@@ -28,7 +28,7 @@ __device__ __forceinline__ acc_t<P> target_at(const L* t, int64_t s, int64_t ts,
 }
 
 template <class P, class L, bool kLabels>
-__global__ void __launch_bounds__(kThreads) stats_kernel(TensorView probs, TensorView target, acc_t<P>* out,
+__global__ void __launch_bounds__(kThreads) stats_kernel(TensorView probs, TensorView target, double* out,
                                                          long long* invalid, int64_t chunks) {
   using Acc = acc_t<P>;
   __shared__ Acc scratch[kThreads / 32];
@@ -56,11 +56,11 @@ __global__ void __launch_bounds__(kThreads) stats_kernel(TensorView probs, Tenso
   inter = block_sum(inter, scratch);
   psum = block_sum(psum, scratch);
   tsum = block_sum(tsum, scratch);
-  if (threadIdx.x == 0) {
-    Acc* o = out + (sample * classes + c) * 3;
-    atomicAdd(o + 0, inter);
-    atomicAdd(o + 1, psum);
-    atomicAdd(o + 2, tsum);
+  if (threadIdx.x == 0) {  // chunks are summed in float64, as on the CPU
+    double* o = out + (sample * classes + c) * 3;
+    atomicAdd(o + 0, double(inter));
+    atomicAdd(o + 1, double(psum));
+    atomicAdd(o + 2, double(tsum));
   }
   if constexpr (kLabels) {
     if (bad) atomicAdd(reinterpret_cast<unsigned long long*>(invalid), static_cast<unsigned long long>(bad));
@@ -96,7 +96,8 @@ struct StatsLaunch {
     const int64_t chunks = std::max<int64_t>(1, (probs.sizes[2] + kChunk - 1) / kChunk);
     const int64_t blocks = probs.sizes[0] * probs.sizes[1] * chunks;
     if (blocks == 0 || probs.sizes[2] == 0) return;
-    stats_kernel<P, L, kLabels><<<blocks, kThreads, 0, stream>>>(probs, target, out.ptr<acc_t<P>>(),
+    MEDIMG_CHECK_ARG(out.dtype == DType::Float64, "out: expected a float64 accumulator");
+    stats_kernel<P, L, kLabels><<<blocks, kThreads, 0, stream>>>(probs, target, out.ptr<double>(),
                                                                  invalid.ptr<long long>(), chunks);
     MEDIMG_CUDA_CHECK(cudaGetLastError());
   }

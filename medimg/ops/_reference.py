@@ -2,7 +2,9 @@
 a compiled backend is missing (or when a caller passes ``backend="torch"``).
 
 They favour clarity over speed, but they are real implementations: same validation, same
-errors, same results as the kernels.
+errors and results as the kernels (when several labels are invalid, a backend may name a
+different one of them: the reference names the first invalid target, a multi-threaded kernel
+the first it meets).
 """
 
 from __future__ import annotations

@@ -58,6 +58,8 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
                                   backend=backend).view(torch.bool)
     if use_compiled(backend, input.device):
         coeffs = pixel_coefficients(theta, tuple(input.shape[2:]), align_corners)
+        if not bool(torch.isfinite(coeffs).all()):
+            raise ValueError("theta: values so large that the sampling matrix overflows float64")
         return torch.ops.medimg.affine_sample(input, coeffs, mode, padding_mode, align_corners)
     return _reference.affine_grid_sample(input, theta, mode, padding_mode, align_corners)
 
@@ -127,8 +129,16 @@ def _affine_sample_op(input: Tensor, coeffs: Tensor, mode: str, padding_mode: st
     raise NotImplementedError(f"medimg::affine_sample has no kernel for device {input.device.type}")
 
 
+def _check_coeffs(input: Tensor, coeffs: Tensor) -> None:
+    k = input.dim() - 2
+    if input.dim() not in (4, 5) or tuple(coeffs.shape) != (input.shape[0], k, k + 1):
+        raise ValueError(f"coeffs: expected shape ({input.shape[0]}, {k}, {k + 1}) for input {tuple(input.shape)}, "
+                         f"got {tuple(coeffs.shape)}")
+
+
 @_affine_sample_op.register_fake
 def _(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
+    _check_coeffs(input, coeffs)
     return input.new_empty(input.shape)
 
 
@@ -154,6 +164,7 @@ def _check_kernel_dtype(input: Tensor, supported: tuple[torch.dtype, ...], where
 def _(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
     module = _extension.require(_extension.cpu, _extension.cpu_error, "affine_grid_sample on the CPU")
     _check_kernel_dtype(input, (torch.float32, torch.float64, *INTEGER_DTYPES), "CPU")
+    _check_coeffs(input, coeffs)
     input = _plane_addressable(input)
     out = torch.empty(input.shape, dtype=input.dtype)
     module.affine_warp(view(input), view(coeffs.to(torch.float64).contiguous()), view(out), MODES[mode],
@@ -165,6 +176,7 @@ def _(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners
 def _(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
     module = _extension.require(_extension.cuda, _extension.cuda_error, "affine_grid_sample on CUDA")
     _check_kernel_dtype(input, (*FLOAT_DTYPES, *INTEGER_DTYPES), "CUDA")
+    _check_coeffs(input, coeffs)
     input = _plane_addressable(input)
     out = torch.empty(input.shape, dtype=input.dtype, device=input.device)
     module.affine_warp(view(input), view(coeffs.to(torch.float64).contiguous()), view(out), MODES[mode],

@@ -211,12 +211,13 @@ def _(probs: Tensor, target: Tensor) -> Tensor:
     module = _extension.require(_extension.cuda, _extension.cuda_error, "soft_dice_stats on CUDA")
     probs, target = _check_soft_pair(probs, target)
     p, t, labels = _soft_views(probs, target)
-    out = torch.zeros((probs.shape[0], probs.shape[1], 3), dtype=_stats_dtype(probs.dtype), device=probs.device)
+    # Chunks are summed in float64 (as on the CPU), then cast.
+    out = torch.zeros((probs.shape[0], probs.shape[1], 3), dtype=torch.float64, device=probs.device)
     invalid = torch.zeros((1,), dtype=torch.int64, device=probs.device)
     module.soft_dice_stats(view(p), view(t), labels, view(out), view(invalid), cuda_stream(probs.device))
     if labels and int(invalid) != 0:
         raise ValueError(f"soft_dice_stats: target holds labels outside [0, {probs.shape[1]})")
-    return out
+    return out.to(_stats_dtype(probs.dtype))
 
 
 @torch.library.custom_op("medimg::soft_dice_stats_backward", mutates_args=())
