@@ -731,3 +731,36 @@ def test_missing_extras_raise_a_clear_import_error(monkeypatch, tmp_path):
         read_dicom(tmp_path / "a.dcm")
     with pytest.raises(ImportError, match=re.escape('pip install "medimg[nifti]"')):
         read_nifti(tmp_path / "a.nii")
+
+
+# ----------------------------------------------------------------------------- boxes follow their masks
+
+def test_masks_to_boxes_known_answer():
+    from medimg.data import masks_to_boxes
+
+    mask = torch.zeros(3, 6, 8, dtype=torch.uint8)
+    mask[0, 1:4, 2:7] = 1
+    mask[1, 5, 0] = 3
+    boxes = masks_to_boxes(mask)
+    assert boxes.dtype == torch.float32
+    assert boxes.tolist() == [[2, 1, 7, 4], [0, 5, 1, 6], [0, 0, 0, 0]]
+    with pytest.raises(ValueError, match=r"^mask: "):
+        masks_to_boxes(mask[0])
+
+
+def test_device_loader_recomputes_boxes_after_the_warp():
+    from medimg.data import DeviceAugmentLoader, masks_to_boxes
+    from medimg.data.synthetic import BrainMRI
+    from medimg.transforms import RandomAffine
+
+    ds = BrainMRI(8, size=32, tumour_fraction=1.0, seed=5)
+    loader = torch.utils.data.DataLoader(ds, batch_size=8)
+    flip = RandomAffine(degrees=0, scale=1.0, hflip_p=1.0)
+    batch = next(iter(DeviceAugmentLoader(loader, flip, mask_key="mask", box_key="box")))
+    original = next(iter(loader))
+    assert torch.equal(batch["mask"], original["mask"].flip(-1))
+    assert torch.equal(batch["box"], masks_to_boxes(batch["mask"]))
+    x0, _, x1, _ = original["box"].unbind(1)
+    assert torch.equal(batch["box"][:, 0], 32 - x1) and torch.equal(batch["box"][:, 2], 32 - x0)
+    with pytest.raises(ValueError, match=r"^box_key: "):
+        DeviceAugmentLoader(loader, flip, mask_key=None, box_key="box")

@@ -7,6 +7,7 @@ when used.
 """
 
 from medimg.data import synthetic
+from medimg.data.boxes import masks_to_boxes
 from medimg.data.dicom import DicomSliceDataset, read_dicom, read_dicom_series
 from medimg.data.drive import DRIVEDataset
 from medimg.data.image_folder import ImageFolderDataset
@@ -22,6 +23,7 @@ __all__ = [
     "ImageFolderDataset",
     "MedMNISTDataset",
     "NiftiDataset",
+    "masks_to_boxes",
     "read_dicom",
     "read_dicom_series",
     "read_nifti",

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from medimg.data.boxes import masks_to_boxes
+
 Key = str | int
 
 
@@ -44,6 +46,8 @@ class DeviceAugmentLoader:
         mask_key: None, or the key(s) of masks to transform with the images; keys absent
             from a batch are left alone.
         generator: a ``torch.Generator`` on `device` for reproducible augmentation, or None.
+        box_key: None, or the key of boxes (N, 4) to recompute from the first mask after the
+            warp (``masks_to_boxes``), so that tumour boxes follow their masks.
         non_blocking: passed to ``Tensor.to``.
 
     Shape:
@@ -61,7 +65,7 @@ class DeviceAugmentLoader:
     def __init__(self, loader: Iterable, transform: Callable[..., tuple[Tensor, Tensor | None]] | None = None,
                  device: str | torch.device = "cpu", image_key: Key = "image",
                  mask_key: Key | Sequence[Key] | None = "mask", generator: torch.Generator | None = None,
-                 non_blocking: bool = True) -> None:
+                 non_blocking: bool = True, box_key: Key | None = None) -> None:
         if transform is not None and not callable(transform):
             raise TypeError(f"transform: expected a callable or None, got {type(transform).__name__}")
         if generator is not None and not isinstance(generator, torch.Generator):
@@ -72,6 +76,9 @@ class DeviceAugmentLoader:
         self.mask_keys: tuple[Key, ...] = (() if mask_key is None else
                                            (mask_key,) if isinstance(mask_key, (str, int)) else tuple(mask_key))
         self.non_blocking = bool(non_blocking)
+        if box_key is not None and not self.mask_keys:
+            raise ValueError("box_key: boxes are recomputed from a mask, but mask_key is None")
+        self.box_key = box_key
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -104,6 +111,11 @@ class DeviceAugmentLoader:
         elif masks:
             for k, part in zip(mask_keys, _unstack(mask, masks, image), strict=True):
                 fields[k] = part
+        if self.box_key is not None and masks and has(self.box_key):
+            if image.dim() != 4:
+                raise ValueError(f"box_key: boxes are 2D (x0, y0, x1, y1); the batch holds {image.dim() - 2}D images")
+            first = fields[mask_keys[0]]
+            fields[self.box_key] = masks_to_boxes(first if first.dim() == image.dim() - 1 else first.amax(1))
         if isinstance(batch, Mapping):
             return fields
         return type(batch)(*fields) if hasattr(batch, "_fields") else type(batch)(fields)

@@ -177,26 +177,6 @@ def rician_noise(image: Tensor, sigma: Tensor, noise_re: Tensor, noise_im: Tenso
     return torch.hypot(image + s * noise_re, s * noise_im)
 
 
-def box_from_mask(mask: Tensor) -> Tensor:
-    """Bounding boxes ``[x0, y0, x1, y1]`` (inclusive-exclusive pixels) of masks (N, H, W); zeros if empty.
-
-    Returns float32 (N, 4): ``mask[n, y0:y1, x0:x1]`` holds every nonzero pixel of ``mask[n]``.
-    """
-    h, w = mask.shape[1:]
-    rows, cols = mask.any(dim=2), mask.any(dim=1)  # (N, H), (N, W)
-
-    def bounds(hit: Tensor, length: int) -> tuple[Tensor, Tensor]:
-        idx = torch.arange(length, device=hit.device)
-        first = torch.where(hit, idx, length).amin(dim=1)
-        last = torch.where(hit, idx, -1).amax(dim=1) + 1
-        return first, last
-
-    y0, y1 = bounds(rows, h)
-    x0, x1 = bounds(cols, w)
-    box = torch.stack([x0, y0, x1, y1], dim=1).float()
-    return torch.where(rows.any(dim=1, keepdim=True), box, torch.zeros_like(box))
-
-
 def shifted(noise: Tensor) -> Tensor:
     """White noise (…, H, W) rolled by half its size: at every pixel an independent second draw.
 

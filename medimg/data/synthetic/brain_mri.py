@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from medimg.data.boxes import masks_to_boxes
 from medimg.data.synthetic import _fields as f
 from medimg.data.synthetic._base import Sample, SyntheticDataset, check_fraction
 
@@ -135,4 +136,4 @@ class BrainMRI(SyntheticDataset):
             n = f.randn(gens, size, size)
             image = f.rician_noise(image, sigma, n, f.shifted(n))
         image = image.clamp_(0.0, 1.0).unsqueeze(1)
-        return {"image": image, "label": label, "mask": mask, "box": f.box_from_mask(mask)}
+        return {"image": image, "label": label, "mask": mask, "box": masks_to_boxes(mask)}
