@@ -15,10 +15,11 @@ masks, so a mask never gains a value its file does not hold.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -202,3 +203,11 @@ def unit_window(values: np.ndarray, lo: float | None = None, hi: float | None = 
     if not hi > lo:
         return (values > lo).astype(np.float32)
     return np.clip((values - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def optional_import(module: str, extra: str, purpose: str) -> Any:
+    """Import an optional dependency, or raise an ImportError naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(f'{purpose} needs {module}: pip install "medimg[{extra}]"') from error

@@ -23,17 +23,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from medimg.data._image_io import PathLike, Size, existing_dir, resize_image, resolve_size, unit_window
+from medimg.data._image_io import PathLike, Size, existing_dir, optional_import, resize_image, resolve_size, unit_window
 
 Window = tuple[float, float] | str | None
-
-
-def _pydicom() -> Any:
-    try:
-        import pydicom
-    except ImportError as error:
-        raise ImportError('reading DICOM files needs pydicom: pip install "medimg[dicom]"') from error
-    return pydicom
 
 
 def check_window(window: Window) -> Window:
@@ -59,7 +51,7 @@ def _number(ds: Any, keyword: str, default: float | None) -> float | None:
 
 
 def _dataset(path: PathLike) -> Any:
-    pydicom = _pydicom()
+    pydicom = optional_import("pydicom", "dicom", "reading DICOM files")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such DICOM file")

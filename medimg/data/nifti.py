@@ -21,17 +21,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from medimg.data._image_io import PathLike, unit_window
+from medimg.data._image_io import PathLike, optional_import, unit_window
 
 NiftiWindow = tuple[float, float] | str | None
-
-
-def _nibabel() -> Any:
-    try:
-        import nibabel
-    except ImportError as error:
-        raise ImportError('reading NIfTI files needs nibabel: pip install "medimg[nifti]"') from error
-    return nibabel
 
 
 def _check_window(window: NiftiWindow, percentiles: tuple[float, float]) -> None:
@@ -46,7 +38,7 @@ def _check_window(window: NiftiWindow, percentiles: tuple[float, float]) -> None
 
 
 def _load(path: PathLike, canonical: bool) -> Any:
-    nibabel = _nibabel()
+    nibabel = optional_import("nibabel", "nifti", "reading NIfTI files")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such NIfTI file")
