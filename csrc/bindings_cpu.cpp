@@ -56,6 +56,30 @@ void affine_warp_backward(const TensorView& grad_out, const TensorView& input, c
                                                      need_coeffs, interp, padding, align_corners, num_threads);
 }
 
+medimg::cpu::ConvGeometry conv_geometry(const std::vector<int64_t>& stride, const std::vector<int64_t>& pad,
+                                        const std::vector<int64_t>& dilation, int64_t groups) {
+  MEDIMG_CHECK_ARG(stride.size() == 2 && pad.size() == 2 && dilation.size() == 2,
+                   "conv2d: stride, padding and dilation must be pairs");
+  return {{stride[0], stride[1]}, {pad[0], pad[1]}, {dilation[0], dilation[1]}, groups};
+}
+
+void conv2d_forward(const TensorView& input, const TensorView& weight, std::optional<TensorView> bias,
+                    const TensorView& out, const std::vector<int64_t>& stride, const std::vector<int64_t>& pad,
+                    const std::vector<int64_t>& dilation, int64_t groups, bool relu, int num_threads) {
+  const auto geometry = conv_geometry(stride, pad, dilation, groups);
+  py::gil_scoped_release released;
+  medimg::cpu::active_kernels().conv2d_forward(input, weight, bias.value_or(TensorView{}), bias.has_value(), out,
+                                               geometry, relu, num_threads);
+}
+
+void conv2d_grad_weight(const TensorView& grad_out, const TensorView& input, const TensorView& grad_weight,
+                        const std::vector<int64_t>& stride, const std::vector<int64_t>& pad,
+                        const std::vector<int64_t>& dilation, int64_t groups, int num_threads) {
+  const auto geometry = conv_geometry(stride, pad, dilation, groups);
+  py::gil_scoped_release released;
+  medimg::cpu::active_kernels().conv2d_grad_weight(grad_out, input, grad_weight, geometry, num_threads);
+}
+
 std::vector<std::string> supported_isas() {
   int count = 0;
   const char* const* names = medimg::cpu::supported_isas(&count);
@@ -91,6 +115,13 @@ PYBIND11_MODULE(_C, m) {
   m.def("affine_warp_backward", &affine_warp_backward, py::arg("grad_out"), py::arg("input"), py::arg("coeffs"),
         py::arg("grad_input"), py::arg("grad_coeffs"), py::arg("need_input"), py::arg("need_coeffs"),
         py::arg("interp"), py::arg("padding"), py::arg("align_corners"), py::arg("num_threads"));
+  m.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("out"),
+        py::arg("stride"), py::arg("pad"), py::arg("dilation"), py::arg("groups"), py::arg("relu"),
+        py::arg("num_threads"),
+        "out (N, OC, OH, OW) = conv2d(input, weight) + bias, optionally ReLU; pad is the top/left padding.");
+  m.def("conv2d_grad_weight", &conv2d_grad_weight, py::arg("grad_out"), py::arg("input"), py::arg("grad_weight"),
+        py::arg("stride"), py::arg("pad"), py::arg("dilation"), py::arg("groups"), py::arg("num_threads"),
+        "grad_weight (OC, C / groups, KH, KW) = d conv2d / d weight contracted with grad_out.");
   m.def("cpu_isa", [] { return std::string(medimg::cpu::active_kernels().isa); },
         "The instruction set whose kernels are active.");
   m.def("supported_isas", &supported_isas, "Instruction sets built here that this CPU runs.");

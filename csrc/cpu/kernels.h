@@ -9,6 +9,15 @@
 
 namespace medimg::cpu {
 
+// conv2d geometry as F.conv2d's, except that the padding is the top/left one only (may be
+// negative: a crop); the output size comes from the output view, reads past the input are 0.
+struct ConvGeometry {
+  int64_t stride[2];
+  int64_t pad[2];
+  int64_t dilation[2];
+  int64_t groups;
+};
+
 // seg_stats: pred, target (N, R, L) integer views of one dtype; out (N, K, 3) int64, zeroed;
 //   returns the first invalid label met (which == kNoError when there is none).
 // soft_dice_stats: probs (N, C, S); target (N, S) labels or (N, C, S); out (N, C, 3) float32/64;
@@ -17,6 +26,9 @@ namespace medimg::cpu {
 //   float64 mapping output pixel (w, h[, d], 1) to input coordinates; out contiguous.
 // affine_warp_backward: grad_input contiguous zeroed like input; grad_coeffs (N, C, k, k + 1)
 //   float64 zeroed (summed over C by the caller).
+// conv2d_forward: input (N, C, H, W) any strides; weight (OC, C / groups, KH, KW); bias (OC,)
+//   when has_bias; out (N, OC, OH, OW) contiguous; float32 or float64 throughout.
+// conv2d_grad_weight: grad_out (N, OC, OH, OW), input as above; grad_weight contiguous.
 #define MEDIMG_CPU_KERNEL_DECLS                                                                 \
   LabelError seg_stats(const TensorView& pred, const TensorView& target, const TensorView& out, \
                        int64_t num_classes, bool has_ignore, int64_t ignore_index, int num_threads); \
@@ -29,7 +41,11 @@ namespace medimg::cpu {
   void affine_warp_backward(const TensorView& grad_out, const TensorView& input, const TensorView& coeffs,    \
                             const TensorView& grad_input, const TensorView& grad_coeffs, bool need_input,    \
                             bool need_coeffs, int32_t interp, int32_t padding, bool align_corners,           \
-                            int num_threads);
+                            int num_threads);                                                 \
+  void conv2d_forward(const TensorView& input, const TensorView& weight, const TensorView& bias, bool has_bias, \
+                      const TensorView& out, const ConvGeometry& geometry, bool relu, int num_threads);        \
+  void conv2d_grad_weight(const TensorView& grad_out, const TensorView& input, const TensorView& grad_weight,   \
+                          const ConvGeometry& geometry, int num_threads);
 
 namespace baseline {
 MEDIMG_CPU_KERNEL_DECLS
@@ -46,6 +62,8 @@ struct KernelTable {
   decltype(&baseline::soft_dice_backward) soft_dice_backward;
   decltype(&baseline::affine_warp) affine_warp;
   decltype(&baseline::affine_warp_backward) affine_warp_backward;
+  decltype(&baseline::conv2d_forward) conv2d_forward;
+  decltype(&baseline::conv2d_grad_weight) conv2d_grad_weight;
 };
 
 const KernelTable& active_kernels();

@@ -3,6 +3,7 @@
 (`medimg.ops._reference`) that is both the test oracle and the fallback."""
 
 from medimg.ops.affine import affine_grid_sample
+from medimg.ops.conv2d import conv2d
 from medimg.ops.seg_stats import segmentation_stats, soft_dice_stats
 
-__all__ = ["affine_grid_sample", "segmentation_stats", "soft_dice_stats"]
+__all__ = ["affine_grid_sample", "conv2d", "segmentation_stats", "soft_dice_stats"]
