@@ -76,6 +76,12 @@ LAYERS = [
     (8, 4, 2, (2, 3), (1, 0), (1, 2), 2, (11, 14)),  # even kernel, mixed pairs
     (3, 4, 4, 1, "same", 1, 1, (8, 8)),      # even "same": extra padding after
     (5, 7, 3, 1, "valid", 1, 1, (5, 6)),
+    # 3x3 stride 1 with >= 16 channels each side: the Winograd F(2x2, 3x3) path. Widths whose
+    # tile rows are not whole vectors of 8 tiles, odd heights, padding 0 / 1 / 2.
+    (16, 16, 3, 1, 1, 1, 1, (9, 7)),
+    (17, 20, 3, 1, 0, 1, 1, (11, 37)),
+    (16, 18, 3, 1, 2, 1, 1, (5, 33)),
+    (32, 16, 3, 1, "same", 1, 1, (20, 40)),
 ]
 
 
@@ -93,18 +99,20 @@ def test_matches_f_conv2d(cpu_isa, layer, bias):
 
 @needs_cpu_kernels
 @pytest.mark.parametrize("layout", ["strided", "channels_last", "permuted"])
-def test_non_contiguous_input(cpu_isa, layout):
+@pytest.mark.parametrize("channels", [5, 16], ids=["implicit-gemm", "winograd"])
+def test_non_contiguous_input(cpu_isa, layout, channels):
     gen = torch.Generator().manual_seed(3)
-    x = relayout(torch.randn(3, 5, 12, 10, generator=gen), layout, perm=(0, 3, 1, 2))
-    weight = relayout(torch.randn(8, 5, 3, 3, generator=gen), "strided")
-    _check_against_reference(x, weight, torch.randn(8, generator=gen), dict(stride=1, padding=1))
+    x = relayout(torch.randn(3, channels, 12, 21, generator=gen), layout, perm=(0, 3, 1, 2))
+    weight = relayout(torch.randn(channels, channels, 3, 3, generator=gen), "strided")
+    _check_against_reference(x, weight, torch.randn(channels, generator=gen), dict(stride=1, padding=1))
 
 
 @needs_cpu_kernels
-def test_batch_32_and_relu(cpu_isa):
+@pytest.mark.parametrize("channels", [3, 16], ids=["implicit-gemm", "winograd"])
+def test_batch_32_and_relu(cpu_isa, channels):
     gen = torch.Generator().manual_seed(5)
-    x = torch.randn(32, 3, 9, 8, generator=gen)
-    weight = torch.randn(16, 3, 3, 3, generator=gen)
+    x = torch.randn(32, channels, 9, 8, generator=gen)
+    weight = torch.randn(16, channels, 3, 3, generator=gen)
     _check_against_reference(x, weight, torch.randn(16, generator=gen), dict(padding=1), activation="relu")
 
 
@@ -125,10 +133,12 @@ def test_empty_batch_gives_empty_output(backend):
 
 
 @needs_cpu_kernels
-def test_nan_propagates_like_f_conv2d():
-    x = torch.randn(1, 1, 6, 6)
-    x[0, 0, 2, 3] = float("nan")
-    weight = torch.randn(2, 1, 3, 3)
+@pytest.mark.parametrize("channels", [1, 16], ids=["implicit-gemm", "winograd"])
+@pytest.mark.parametrize("where", [(2, 3), (0, 0), (5, 4), (3, 3)], ids=str)
+def test_nan_propagates_like_f_conv2d(channels, where):
+    x = torch.randn(1, channels, 6, 6)
+    x[0, 0, where[0], where[1]] = float("nan")
+    weight = torch.randn(16, channels, 3, 3)
     got, want = conv2d(x, weight, padding=1, backend="medimg"), F.conv2d(x, weight, padding=1)
     assert torch.equal(got.isnan(), want.isnan())
     assert torch.equal(conv2d(x, weight, padding=1, activation="relu").isnan(), want.isnan())

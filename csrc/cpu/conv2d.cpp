@@ -13,10 +13,13 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "common/tensor_view.h"
+#include "cpu/conv_dims.h"
 #include "cpu/gemm_micro.h"
+#include "cpu/winograd.h"
 #include "cpu/kernels.h"
 
 namespace medimg::cpu::MEDIMG_ISA_NS {
@@ -24,40 +27,6 @@ namespace {
 
 constexpr int64_t kPanelBytes = 16 * 1024;  // one packed B panel: stays in L1 beside the C tile
 constexpr int64_t kPixelChunk = 256;         // pixels per weight-gradient panel
-constexpr int64_t kParallelWork = int64_t(1) << 18;
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// Sizes and strides of one convolution; input may have any strides.
-struct ConvDims {
-  int64_t n, c, h, w;                // input
-  int64_t sn, sc, sh_, sw_;          // input strides
-  int64_t oc, icg, kh, kw, groups;   // weight (OC, C / groups, KH, KW)
-  int64_t oh, ow;                    // output
-  int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
-  int64_t ocg() const { return oc / groups; }
-  int64_t k() const { return icg * kh * kw; }
-  int64_t pixels() const { return oh * ow; }
-};
-
-ConvDims make_dims(const TensorView& input, const TensorView& weight, int64_t out_h, int64_t out_w,
-                   const ConvGeometry& g) {
-  check_view(input, "input", 4);
-  check_view(weight, "weight", 4);
-  ConvDims d{};
-  d.n = input.sizes[0], d.c = input.sizes[1], d.h = input.sizes[2], d.w = input.sizes[3];
-  d.sn = input.strides[0], d.sc = input.strides[1], d.sh_ = input.strides[2], d.sw_ = input.strides[3];
-  d.oc = weight.sizes[0], d.icg = weight.sizes[1], d.kh = weight.sizes[2], d.kw = weight.sizes[3];
-  d.groups = g.groups;
-  d.oh = out_h, d.ow = out_w;
-  d.stride_h = g.stride[0], d.stride_w = g.stride[1], d.pad_h = g.pad[0], d.pad_w = g.pad[1];
-  d.dil_h = g.dilation[0], d.dil_w = g.dilation[1];
-  MEDIMG_CHECK_ARG(d.groups >= 1 && d.c == d.icg * d.groups && d.oc % d.groups == 0,
-                   "conv2d: channels do not match groups");
-  MEDIMG_CHECK_ARG(d.stride_h >= 1 && d.stride_w >= 1 && d.dil_h >= 1 && d.dil_w >= 1,
-                   "conv2d: stride and dilation must be >= 1");
-  return d;
-}
 
 // The t in [0, len) whose input column base + t * step lies in [0, size): [lo, hi).
 inline void valid_span(int64_t base, int64_t step, int64_t size, int64_t len, int64_t* lo, int64_t* hi) {
@@ -174,8 +143,6 @@ std::vector<T> pack_bias(const TensorView& bias, bool has_bias, const ConvDims& 
   return packed;
 }
 
-int threads_for(int64_t work, int num_threads) { return work >= kParallelWork ? std::max(1, num_threads) : 1; }
-
 template <class T>
 void forward_typed(const TensorView& input, const TensorView& weight, const TensorView& bias, bool has_bias,
                    const TensorView& out, const ConvGeometry& geometry, bool relu, int num_threads) {
@@ -185,10 +152,16 @@ void forward_typed(const TensorView& input, const TensorView& weight, const Tens
   const int64_t k_blocks = ceil_div(K, kPanelBytes / int64_t(NR * sizeof(T)));
   const int64_t kc_max = ceil_div(K, k_blocks);  // balanced K blocks
   const int64_t strips = ceil_div(P, NR), units = d.n * d.groups * strips;
-  const std::vector<T> a = pack_weights<T>(weight, d);
   const std::vector<T> b_rows = pack_bias<T>(bias, has_bias, d);
   const T* x = input.ptr<const T>();
   T* y = out.ptr<T>();
+  if constexpr (std::is_same_v<T, float>) {
+    if (winograd_suits(d)) {
+      winograd_forward(x, weight, has_bias ? b_rows.data() : nullptr, y, d, relu, num_threads);
+      return;
+    }
+  }
+  const std::vector<T> a = pack_weights<T>(weight, d);
 
 #pragma omp parallel num_threads(threads_for(d.n * d.oc * P * K, num_threads))
   {
