@@ -5,6 +5,9 @@
 #include <pybind11/stl.h>
 
 #include <omp.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include <optional>
 #include <string>
@@ -80,6 +83,20 @@ void conv2d_grad_weight(const TensorView& grad_out, const TensorView& input, con
   medimg::cpu::active_kernels().conv2d_grad_weight(grad_out, input, grad_weight, geometry, num_threads);
 }
 
+// Ask Linux to back [ptr, ptr + bytes) with 2 MiB pages where it can (THP "madvise" mode).
+// Advice only: contents and ownership are untouched; first touch of a fresh output then
+// costs one fault per 2 MiB instead of per 4 KiB (3x faster for a 64 MiB output here).
+bool advise_huge_pages(uintptr_t ptr, uint64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(1) << 21;
+  const uintptr_t begin = (ptr + kHuge - 1) & ~(kHuge - 1), end = (ptr + bytes) & ~(kHuge - 1);
+  return end > begin && madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE) == 0;
+#else
+  (void)ptr, (void)bytes;
+  return false;
+#endif
+}
+
 std::vector<std::string> supported_isas() {
   int count = 0;
   const char* const* names = medimg::cpu::supported_isas(&count);
@@ -122,6 +139,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("conv2d_grad_weight", &conv2d_grad_weight, py::arg("grad_out"), py::arg("input"), py::arg("grad_weight"),
         py::arg("stride"), py::arg("pad"), py::arg("dilation"), py::arg("groups"), py::arg("num_threads"),
         "grad_weight (OC, C / groups, KH, KW) = d conv2d / d weight contracted with grad_out.");
+  m.def("advise_huge_pages", &advise_huge_pages, py::arg("ptr"), py::arg("bytes"),
+        "Advise 2 MiB pages for a fresh buffer; returns whether the advice was taken.");
   m.def("cpu_isa", [] { return std::string(medimg::cpu::active_kernels().isa); },
         "The instruction set whose kernels are active.");
   m.def("supported_isas", &supported_isas, "Instruction sets built here that this CPU runs.");

@@ -45,6 +45,20 @@ def view(t: Tensor) -> ViewTuple:
     return (t.data_ptr(), _DTYPE_CODES[t.dtype], tuple(t.shape), tuple(t.stride()), device, t)
 
 
+_HUGE_PAGE_MIN_BYTES = 4 << 20  # as numpy: below this, faults are not worth the advice
+
+
+def empty_output(shape: Sequence[int], dtype: torch.dtype, device: torch.device | str = "cpu") -> Tensor:
+    """``torch.empty`` for a kernel's output. Large CPU buffers get huge-page advice first:
+    glibc maps them fresh on every call, and first touch of 4 KiB pages costs more than
+    the kernel that fills them (a 64 MiB output: 24 ms of faults vs 8 ms with 2 MiB pages)."""
+    out = torch.empty(tuple(shape), dtype=dtype, device=device)
+    nbytes = out.numel() * out.element_size()
+    if out.device.type == "cpu" and nbytes >= _HUGE_PAGE_MIN_BYTES and _extension.cpu is not None:
+        _extension.cpu.advise_huge_pages(out.data_ptr(), nbytes)
+    return out
+
+
 def num_threads() -> int:
     """Threads a CPU kernel may use: torch's own setting, so both libraries agree."""
     return torch.get_num_threads()

@@ -15,6 +15,7 @@ from medimg.ops._boundary import (
     check_same_device,
     check_tensor,
     cuda_stream,
+    empty_output,
     num_threads,
     use_compiled,
     view,
@@ -166,7 +167,7 @@ def _(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners
     _check_kernel_dtype(input, (torch.float32, torch.float64, *INTEGER_DTYPES), "CPU")
     _check_coeffs(input, coeffs)
     input = _plane_addressable(input)
-    out = torch.empty(input.shape, dtype=input.dtype)
+    out = empty_output(input.shape, input.dtype)
     module.affine_warp(view(input), view(coeffs.to(torch.float64).contiguous()), view(out), MODES[mode],
                        PADDING_MODES[padding_mode], align_corners, num_threads())
     return out

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from medimg import _extension
-from medimg.ops._boundary import check_backend, num_threads, view
+from medimg.ops._boundary import check_backend, empty_output, num_threads, view
 from medimg.ops._conv_args import check_conv_args, is_float_kernel_dtype
 
 _HAS_TRITON = importlib.util.find_spec("triton") is not None  # the CUDA kernels are Triton's
@@ -99,7 +99,7 @@ def _(input, weight, bias, stride, padding, dilation, groups, out_size, relu):
 
 @_conv2d_op.register_kernel("cpu")
 def _(input, weight, bias, stride, padding, dilation, groups, out_size, relu):
-    out = torch.empty((input.shape[0], weight.shape[0], *out_size), dtype=input.dtype)
+    out = empty_output((input.shape[0], weight.shape[0], *out_size), input.dtype)
     _cpu_forward(input, weight, bias, out, stride, padding, dilation, groups, relu)
     return out
 
@@ -144,7 +144,7 @@ def _(grad_out, weight, input_size, stride, padding, dilation, groups):
     # W^T per group: (groups * ICg, OC / groups, KH, KW)
     transposed = weight.reshape(groups, out_channels // groups, icg, kh, kw).transpose(1, 2).reshape(
         groups * icg, out_channels // groups, kh, kw)
-    grad_in = torch.empty((n, groups * icg, *input_size), dtype=grad_out.dtype)
+    grad_in = empty_output((n, groups * icg, *input_size), grad_out.dtype)
     phases_h = [_phase(r, padding[0], dilation[0], stride[0], kh, input_size[0]) for r in range(stride[0])]
     phases_w = [_phase(r, padding[1], dilation[1], stride[1], kw, input_size[1]) for r in range(stride[1])]
     for r_h, (taps_h, pad_h, dil_h, rows) in enumerate(phases_h):
@@ -159,7 +159,7 @@ def _(grad_out, weight, input_size, stride, padding, dilation, groups):
             if target.is_contiguous():
                 _cpu_forward(grad_out, sub, None, target, [1, 1], [pad_h, pad_w], [dil_h, dil_w], groups, False)
             else:
-                phase = torch.empty((n, groups * icg, rows, cols), dtype=grad_out.dtype)
+                phase = empty_output((n, groups * icg, rows, cols), grad_out.dtype)
                 _cpu_forward(grad_out, sub, None, phase, [1, 1], [pad_h, pad_w], [dil_h, dil_w], groups, False)
                 target.copy_(phase)
     return grad_in
