@@ -3,6 +3,7 @@ implementations of the segmentation statistics."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 import medimg
+import medimg.bench.conv as bench_conv
 import medimg.bench.metrics as bench_metrics
 from medimg.cli import build_parser, main
 from medimg.ops import segmentation_stats
@@ -204,3 +206,65 @@ def test_benchmark_references_match_segmentation_stats(k, shape, dtype):
     one_hot = bench_metrics.one_hot_stats(pred, target, k)
     assert one_hot.is_floating_point()
     assert torch.equal(one_hot.long(), expected)
+
+
+# ----------------------------------------------------------------------------- bench conv
+
+@pytest.fixture
+def tiny_conv_bench(monkeypatch):
+    cases = (bench_conv.Case("tiny fwd 2x1->4 3x3 @8^2", 2, 1, 4, 3, 8, memory_bound=True),
+             bench_conv.Case("tiny fwd+bwd 2x3->4 1x1 @6^2", 2, 3, 4, 1, 6, backward=True))
+    monkeypatch.setattr(bench_conv, "CASES", cases)
+    real = bench_conv.copy_bandwidth
+    monkeypatch.setattr(bench_conv, "copy_bandwidth", lambda min_run_time: real(nbytes=1 << 20, min_run_time=0.01))
+    return cases
+
+
+def test_bench_conv(tiny_conv_bench, capsys):
+    assert main(["bench", "conv", "--min-run-time", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("conv2d (NCHW) on the CPU") and "first-touch page faults" in out
+    assert all(case.name in out for case in tiny_conv_bench)
+    headers = [line for line in out.splitlines() if line.startswith("  implementation")]
+    assert len(headers) == 2 and all("GFLOP/s" in line and "medimg speed-up" in line for line in headers)
+    cells = {}  # (case index, implementation) -> the cells right of the name column
+    for line in out.splitlines():
+        if not line.startswith("  "):
+            index = len({key[0] for key in cells}) if line else None
+        elif not line.startswith("  implementation"):
+            cells[index, line[2:46].strip()] = line[46:].split()
+    for index in (0, 1):
+        for name in (bench_conv.MEDIMG, "F.conv2d"):
+            median, _, images, gflops, speedup, *bandwidth = cells[index, name]
+            assert float(median) > 0 and float(images) > 0 and float(gflops) >= 0, (index, name)
+            assert re.fullmatch(r"\d+\.\dx", speedup), (index, name)
+            assert len(bandwidth) == (2 if index == 0 else 0)  # GB/s and % copy bw for the memory-bound case
+        assert cells[index, bench_conv.MEDIMG][4] == "1.0x"  # medimg against itself
+
+
+def test_bench_conv_implementations_agree_with_f_conv2d():
+    for case in (bench_conv.Case("fwd", 2, 1, 3, 3, 7), bench_conv.Case("fwd+bwd", 2, 2, 3, 3, 5, backward=True)):
+        x, w, b, grad = case.tensors()
+        out = torch.nn.functional.conv2d(x, w, b, padding=1)
+        expected = torch.autograd.grad(out, (x, w, b), grad) if case.backward else (out,)
+        impls = bench_conv.implementations(case)
+        assert bench_conv.MEDIMG in impls and "F.conv2d" in impls
+        for name, (fn, nbytes) in impls.items():
+            result = fn()
+            got = result if isinstance(result, tuple) else (torch.as_tensor(np.asarray(result)),)
+            assert len(got) == len(expected), name
+            for a, e in zip(got, expected, strict=True):
+                torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-5, msg=name)
+            assert nbytes is None
+
+
+def test_bench_conv_cases():
+    case = bench_conv.Case("c", 4, 64, 64, 3, 256)
+    assert case.flops == 2 * 4 * 64 * 256 * 256 * 64 * 9
+    assert dataclasses.replace(case, backward=True).flops == 3 * case.flops
+    cpu = bench_conv.make_cases()
+    assert bench_conv.CASES[:len(cpu)] == cpu and len(cpu) == 10
+    assert [c.backward for c in cpu[:2]] == [False, True]
+    first = cpu[0]
+    assert first.memory_bound and first.batch * first.out_channels * first.size**2 * 4 == 64 << 20
+    assert not any(c.memory_bound for c in cpu[2:])
