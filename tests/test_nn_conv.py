@@ -120,3 +120,13 @@ def test_training_step_with_converted_model_matches_torch():
             optimizer.step()
     for a, b in zip(ours.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("medimg", marks=needs_cpu_kernels), "torch"])
+def test_fused_relu(backend):
+    conv = Conv2d(2, 4, 3, padding=1, activation="relu", backend=backend)
+    x = torch.randn(2, 2, 8, 8)
+    torch.testing.assert_close(conv(x), torch.relu(nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)))
+    assert "activation='relu'" in repr(conv)
+    with pytest.raises(ValueError, match="activation: expected one of"):
+        Conv2d(2, 4, 3, activation="tanh")

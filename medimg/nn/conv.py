@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medimg.ops._boundary import check_backend
+from medimg.ops._conv_args import ACTIVATIONS
 from medimg.ops.conv2d import conv2d
 
 
@@ -19,6 +20,8 @@ class Conv2d(nn.Conv2d):
             stride, padding, dilation, groups, bias, padding_mode, device, dtype).
         backend: "auto" (medimg's kernel where built and the dtype is supported, else
             F.conv2d), "medimg" or "torch"; an attribute, so it can be changed later.
+        activation: None or "relu": fused into the kernel's epilogue (saves a pass over the
+            output when no normalisation sits between the convolution and the ReLU).
 
     Shape:
         input (N, C_in, H, W) or (C_in, H, W) -> (N, C_out, H_out, W_out), as torch.nn.Conv2d.
@@ -29,19 +32,24 @@ class Conv2d(nn.Conv2d):
         torch.Size([8, 32, 64, 64])
     """
 
-    def __init__(self, *args, backend: str = "auto", **kwargs) -> None:
+    def __init__(self, *args, backend: str = "auto", activation: str | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.backend = check_backend(backend)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
 
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         padding = self.padding
         if self.padding_mode != "zeros":  # reflect/replicate/circular: pad first, as torch.nn.Conv2d
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             padding = 0
-        return conv2d(input, weight, bias, self.stride, padding, self.dilation, self.groups, backend=self.backend)
+        return conv2d(input, weight, bias, self.stride, padding, self.dilation, self.groups,
+                      activation=self.activation, backend=self.backend)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, backend={self.backend!r}"
+        fused = f", activation={self.activation!r}" if self.activation else ""
+        return f"{super().extra_repr()}{fused}, backend={self.backend!r}"
 
     @classmethod
     def from_torch(cls, conv: nn.Conv2d, backend: str = "auto") -> Conv2d:
@@ -52,6 +60,7 @@ class Conv2d(nn.Conv2d):
         swapped = cls.__new__(cls)
         swapped.__dict__.update(conv.__dict__)
         swapped.backend = check_backend(backend)
+        swapped.activation = None
         return swapped
 
 
