@@ -1,0 +1,1 @@
+"""medimg's GPU kernels, grouped by language (see medimg/kernels/triton/)."""
