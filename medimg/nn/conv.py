@@ -87,3 +87,42 @@ def convert(model: nn.Module, backend: str = "auto") -> nn.Module:
         if swapped is not child:
             setattr(model, name, swapped)
     return model
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``torch.nn.ConvTranspose2d`` (same constructor and state_dict) that runs the U-Net
+    up-sampling case, kernel_size == stride with no padding, on medimg's conv2d.
+
+    With kernel == stride the output windows do not overlap: the layer is a 1x1 convolution
+    to OC * kH * kW channels followed by a pixel shuffle, exactly. Other configurations call
+    ``F.conv_transpose2d``.
+
+    Example:
+        >>> up = ConvTranspose2d(64, 32, kernel_size=2, stride=2)
+        >>> up(torch.randn(1, 64, 16, 16)).shape
+        torch.Size([1, 32, 32, 32])
+    """
+
+    def __init__(self, *args, backend: str = "auto", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.backend = check_backend(backend)
+
+    def _as_pixel_shuffle(self) -> bool:
+        return (self.kernel_size == self.stride and self.kernel_size[0] == self.kernel_size[1]
+                and self.padding == (0, 0) and self.output_padding == (0, 0) and self.dilation == (1, 1)
+                and self.groups == 1 and self.padding_mode == "zeros")
+
+    def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
+        if self.backend == "torch" or output_size is not None or not self._as_pixel_shuffle():
+            return super().forward(input, output_size)
+        r = self.kernel_size[0]
+        # weight (IC, OC, r, r) -> (OC * r * r, IC, 1, 1), channel (oc, a, b) = pixel_shuffle's order
+        weight = self.weight.permute(1, 2, 3, 0).reshape(-1, self.in_channels, 1, 1)
+        bias = self.bias.repeat_interleave(r * r) if self.bias is not None else None
+        unbatched = input.dim() == 3
+        out = conv2d(input.unsqueeze(0) if unbatched else input, weight, bias, backend=self.backend)
+        out = F.pixel_shuffle(out, r)
+        return out.squeeze(0) if unbatched else out
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, backend={self.backend!r}"
