@@ -1,10 +1,11 @@
 // conv2d on the CPU: an implicit GEMM over packed panels, forward and weight gradient.
 //
 // Forward, per (sample, group): out[oc][p] = sum_k W[oc][k] * X[k][p], with p an output pixel
-// and k = (ic, kh, kw); X is never materialised (no im2col buffer): each strip of kNR output
-// pixels is packed, one K block at a time, into an L1-sized panel that the micro-kernel
-// (gemm_micro.h) multiplies with the packed weights of every kMR output channels. For 1x1
-// stride-1 layers the packing is a plain panel copy, i.e. the layer runs as a GEMM.
+// and k = (ic, kh, kw); X is never materialised (no im2col buffer): one K block at a time, a
+// chunk of strips of kNR output pixels is packed into L1-sized strip panels (together in L2),
+// and the micro-kernel (gemm_micro.h) runs every kMR-row weight micro-panel (kept in L1) over
+// all of them, so the weights stream once per chunk, not once per strip. For 1x1 stride-1
+// layers the packing is a plain panel copy, i.e. the layer runs as a GEMM.
 // Weight gradient: gW[oc][k] = sum_p dY[oc][p] * X[k][p] with the roles turned around: panels
 // of dY (rows) and of X^T (columns) over chunks of pixels, per-thread accumulators, one
 // reduction at the end. The input gradient is a forward convolution of dY with the flipped,
@@ -25,7 +26,8 @@
 namespace medimg::cpu::MEDIMG_ISA_NS {
 namespace {
 
-constexpr int64_t kPanelBytes = 16 * 1024;  // one packed B panel: stays in L1 beside the C tile
+constexpr int64_t kPanelBytes = 16 * 1024;  // one packed B strip: stays in L1 beside the A micro-panel
+constexpr int64_t kStripsPerChunk = 16;      // strips per work unit: their panels (~256 KiB) stay in L2
 constexpr int64_t kPixelChunk = 256;         // pixels per weight-gradient panel
 
 // The t in [0, len) whose input column base + t * step lies in [0, size): [lo, hi).
@@ -151,7 +153,8 @@ void forward_typed(const TensorView& input, const TensorView& weight, const Tens
   const int64_t K = d.k(), P = d.pixels(), ocg = d.ocg(), blocks = ceil_div(ocg, kMR);
   const int64_t k_blocks = ceil_div(K, kPanelBytes / int64_t(NR * sizeof(T)));
   const int64_t kc_max = ceil_div(K, k_blocks);  // balanced K blocks
-  const int64_t strips = ceil_div(P, NR), units = d.n * d.groups * strips;
+  const int64_t strips = ceil_div(P, NR), chunks = ceil_div(strips, kStripsPerChunk);
+  const int64_t units = d.n * d.groups * chunks;
   const std::vector<T> b_rows = pack_bias<T>(bias, has_bias, d);
   const T* x = input.ptr<const T>();
   T* y = out.ptr<T>();
@@ -165,23 +168,25 @@ void forward_typed(const TensorView& input, const TensorView& weight, const Tens
 
 #pragma omp parallel num_threads(threads_for(d.n * d.oc * P * K, num_threads))
   {
-    std::vector<T> panel(size_t(kc_max * NR));
+    std::vector<T> panel(size_t(kStripsPerChunk * kc_max * NR));
 #pragma omp for schedule(static)
     for (int64_t u = 0; u < units; ++u) {
-      const int64_t n = u / (d.groups * strips), g = (u / strips) % d.groups, p0 = (u % strips) * NR;
-      const int cols = int(std::min(NR, P - p0));
+      const int64_t n = u / (d.groups * chunks), g = (u / chunks) % d.groups, s0 = (u % chunks) * kStripsPerChunk;
+      const int64_t s1 = std::min(strips, s0 + kStripsPerChunk);
       const T* xg = x + n * d.sn + g * d.icg * d.sc;
-      T* yg = y + (n * d.oc + g * ocg) * P + p0;
+      T* yg = y + (n * d.oc + g * ocg) * P;
       for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
-        const int64_t k1 = std::min(K, k0 + kc_max);
-        pack_input_strip(xg, d, p0, k0, k1, panel.data());
-        for (int64_t mb = 0; mb < blocks; ++mb) {
-          TileEpilogue<T> e;
-          e.load_c = k0 > 0;
+        const int64_t k1 = std::min(K, k0 + kc_max), kc = k1 - k0;
+        for (int64_t s = s0; s < s1; ++s) pack_input_strip(xg, d, s * NR, k0, k1, panel.data() + (s - s0) * kc * NR);
+        TileEpilogue<T> e;
+        e.load_c = k0 > 0;
+        e.relu = relu && k1 == K;
+        for (int64_t mb = 0; mb < blocks; ++mb) {  // the A micro-panel stays in L1 across the strips
           e.bias = (k0 == 0 && has_bias) ? b_rows.data() + g * blocks * kMR + mb * kMR : nullptr;
-          e.relu = relu && k1 == K;
-          micro_tile(k1 - k0, a.data() + ((g * blocks + mb) * K + k0) * kMR, panel.data(), yg + mb * kMR * P, P,
-                     int(std::min<int64_t>(kMR, ocg - mb * kMR)), cols, e);
+          const int rows = int(std::min<int64_t>(kMR, ocg - mb * kMR));
+          for (int64_t s = s0; s < s1; ++s)
+            micro_tile(kc, a.data() + ((g * blocks + mb) * K + k0) * kMR, panel.data() + (s - s0) * kc * NR,
+                       yg + mb * kMR * P + s * NR, P, rows, int(std::min(NR, P - s * NR)), e);
         }
       }
     }
@@ -218,6 +223,10 @@ void grad_weight_typed(const TensorView& grad_out, const TensorView& input, cons
           continue;
         }
         const T* src = dy + n * gs_n + (g * ocg + o) * gs_c;
+        if (gs_h == d.ow * gs_w) {  // rows of dY follow each other: pixels are one stride apart
+          for (int64_t t = 0; t < len; ++t) dst[t * kMR] = src[(p0 + t) * gs_w];
+          continue;
+        }
         for (int64_t t = 0; t < len; ++t) {
           const int64_t p = p0 + t;
           dst[t * kMR] = src[(p / d.ow) * gs_h + (p % d.ow) * gs_w];

@@ -10,6 +10,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 namespace medimg::cpu::MEDIMG_ISA_NS {
 
@@ -17,6 +22,9 @@ template <class T>
 struct Simd {
   static constexpr int kWidth = 32 / int(sizeof(T));
   typedef T Vec __attribute__((vector_size(32)));
+  // Lane indices for __builtin_shuffle: integers of T's width.
+  typedef std::conditional_t<sizeof(T) == 4, int32_t, int64_t> Lane;
+  typedef Lane Index __attribute__((vector_size(32)));
 };
 
 constexpr int kMR = 4;  // rows of C per tile
@@ -33,6 +41,22 @@ inline typename Simd<T>::Vec load_vec(const T* p) {
 template <class T>
 inline void store_vec(T* p, typename Simd<T>::Vec v) {
   std::memcpy(p, &v, sizeof v);
+}
+
+// Every lane = v. (Not Vec{} + v: without -ffast-math the compiler must keep that addition,
+// since -0.0 + 0.0 is +0.0, and it then costs a scalar add before each broadcast.)
+template <class T>
+inline typename Simd<T>::Vec broadcast_vec(T v) {
+#if defined(__AVX__)
+  if constexpr (std::is_same_v<T, float>) {
+    return (typename Simd<T>::Vec)_mm256_set1_ps(v);  // one vbroadcastss from memory
+  } else {
+    return (typename Simd<T>::Vec)_mm256_set1_pd(v);
+  }
+#endif
+  typename Simd<T>::Vec r{};
+  r[0] = v;
+  return __builtin_shuffle(r, typename Simd<T>::Index{});  // every lane takes lane 0
 }
 
 // How a tile starts and ends: from C (accumulate over K blocks), or from the bias
@@ -70,7 +94,7 @@ void micro_tile(int64_t kc, const T* __restrict a, const T* __restrict b, T* c, 
       if (e.load_c) {
         acc[r][v] = load_vec(out + r * ld + v * W);
       } else {
-        acc[r][v] = Vec{} + (e.bias ? e.bias[r] : T(0));
+        acc[r][v] = broadcast_vec(e.bias ? e.bias[r] : T(0));
       }
     }
   }
@@ -78,7 +102,7 @@ void micro_tile(int64_t kc, const T* __restrict a, const T* __restrict b, T* c, 
     const Vec b0 = load_vec(b), b1 = load_vec(b + W), b2 = load_vec(b + 2 * W);
 #pragma GCC unroll 4
     for (int r = 0; r < kMR; ++r) {
-      const Vec ar = Vec{} + a[r];
+      const Vec ar = broadcast_vec(a[r]);
       acc[r][0] += ar * b0;
       acc[r][1] += ar * b1;
       acc[r][2] += ar * b2;

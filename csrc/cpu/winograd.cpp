@@ -176,7 +176,7 @@ class WinogradBlock {
   }
 
   Vec finish(Vec value, int64_t oc) const {
-    value += bias_ ? bias_[oc] : 0.0f;
+    if (bias_) value += broadcast_vec(bias_[oc]);
     return relu_ ? (value < Vec{} ? Vec{} : value) : value;
   }
 
