@@ -1,4 +1,4 @@
-"""The ``medimg`` command line: ``medimg info``, ``medimg bench metrics|augment|data|conv``."""
+"""The ``medimg`` command line: ``medimg info``, ``medimg bench metrics|augment|data|conv|models``."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=_info)
 
     bench = commands.add_parser("bench", help="time medimg against the PyTorch reference and peers")
-    bench.add_argument("suite", choices=["metrics", "augment", "data", "conv"], help="which benchmark suite")
+    bench.add_argument("suite", choices=["metrics", "augment", "data", "conv", "models"], help="which benchmark suite")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's setting)")
     bench.add_argument("--min-run-time", type=float, default=0.5, help="seconds of measurement per entry")
     bench.set_defaults(run=_bench)

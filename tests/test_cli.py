@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+from functools import partial
 
 import numpy as np
 import pytest
@@ -268,3 +269,23 @@ def test_bench_conv_cases():
     first = cpu[0]
     assert first.memory_bound and first.batch * first.out_channels * first.size**2 * 4 == 64 << 20
     assert not any(c.memory_bound for c in cpu[2:])
+
+
+# ----------------------------------------------------------------------------- bench models
+
+def test_bench_models(monkeypatch, capsys):
+    import medimg.bench.models as bench_models
+
+    small = (
+        bench_models.Case("tiny CNN", partial(bench_models.cnn_step, batch=2, size=16), 2),
+        bench_models.Case("tiny U-Net", partial(bench_models.unet_step, batch=1, size=32), 1),
+        bench_models.Case("tiny GAN", partial(bench_models.gan_step, batch=2, size=32), 2),
+        bench_models.Case("tiny sequence", partial(bench_models.sequence_step, batch=2, frames=2, size=16), 2),
+    )
+    monkeypatch.setattr(bench_models, "CASES", small)
+    assert main(["bench", "models", "--min-run-time", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("training step (forward + backward + Adam)")
+    for case in small:
+        assert case.name in out
+    assert out.count('backend="medimg"') == len(small) and out.count('backend="torch"') == len(small)

@@ -15,25 +15,14 @@ from torch import nn
 
 from medimg.bench.timing import measure
 from medimg.data.synthetic import BrainMRI, ChestXRay, CineSequences, EnhancementPairs, RetinaVessels
+from medimg.nn import CNNClassifier
 
 BATCH, SIZE = 32, 256
 
 
-def seed_cnn(in_channels: int = 1, num_classes: int = 2, widths: tuple[int, ...] = (32, 64, 128)) -> nn.Module:
-    """The study's classifier in plain torch: conv + ReLU + pooling blocks, dropout, a linear head."""
-    layers: list[nn.Module] = []
-    channels = in_channels
-    for width in widths:
-        layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-                   nn.MaxPool2d(2)]
-        channels = width
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.5), nn.Linear(channels, num_classes)]
-    return nn.Sequential(*layers)
-
-
 def training_step(batch: int = BATCH, size: int = SIZE) -> Callable[[], object]:
-    """One Adam step (lr 1e-3, cross-entropy) of seed_cnn on a fixed batch."""
-    model = seed_cnn()
+    """One Adam step (lr 1e-3, cross-entropy) of the study's CNNClassifier on a fixed batch."""
+    model = CNNClassifier()
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     images = torch.rand(batch, 1, size, size)
     labels = torch.randint(0, 2, (batch,))
