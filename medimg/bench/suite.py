@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from medimg.bench.report import Row
-from medimg.bench.timing import measure
+from medimg.bench.timing import measure, warm_memory
 
 Implementations = dict[str, tuple[Callable[[], object], int | None]]
 
@@ -15,6 +15,7 @@ def measure_cases(cases: Iterable[Any], implementations: Callable[[Any], Impleme
                   items: Callable[[Any], int | None] = lambda case: None) -> list[Row]:
     """Time each implementation of each case (cases have a ``name``). A peer that raises is
     reported on stdout and left out, so one broken install does not sink the suite."""
+    warm_memory()
     rows = []
     for case in cases:
         for name, (fn, nbytes) in implementations(case).items():
