@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/float_types.h"
 #include "common/macros.h"
 #include "common/tensor_view.h"
 
@@ -169,6 +170,53 @@ MEDIMG_HD bool in_bounds(int64_t i, int64_t size) { return i >= 0 && i < size; }
 template <class I, class F>
 MEDIMG_HD I nearest_index(F x) {
   return I(nearbyint(x));
+}
+
+// One output pixel, every channel, from its raw (unpadded) source coordinates: padding, taps
+// and interpolation of F.grid_sample at one point. The CUDA kernel runs it once per thread;
+// the CPU kernels run it on the few pixels per row next to the image border. src: the
+// sample's channel 0; dst: the pixel in channel 0, channels `plane` elements apart. Values
+// are read and written through load_as / store_as (bilinear) or copied (nearest).
+template <class T, class F, int kDims, Interp kInterp, Padding kPad>
+MEDIMG_HD void sample_point(const T* src, const F* raw, const WarpGeometry& g, bool align, T* dst, int64_t plane) {
+  F coord[kDims];
+  for (int r = 0; r < kDims; ++r) coord[r] = padded_coordinate<kPad>(raw[r], g.size[r], align);
+  if constexpr (kInterp == Interp::Nearest) {
+    bool ok = true;
+    int64_t o = 0;
+    for (int r = 0; r < kDims; ++r) {
+      const int64_t q = nearest_index<int64_t>(coord[r]);
+      ok = ok && in_bounds(q, g.size[r]);
+      o += q * g.stride[r];
+    }
+    for (int64_t c = 0; c < g.c; ++c) dst[c * plane] = ok ? src[c * g.channel_stride + o] : T{};
+  } else {
+    constexpr int kTaps = 1 << kDims;
+    int64_t lo[kDims];
+    F frac[kDims];
+    lower_corner<F, kDims>(coord, lo, frac);
+    int64_t off[kTaps];
+    F wt[kTaps];
+    for (int k = 0; k < kTaps; ++k) {
+      bool ok = true;
+      int64_t o = 0;
+      for (int r = 0; r < kDims; ++r) {
+        const int64_t q = lo[r] + ((k >> r) & 1);
+        ok = ok && in_bounds(q, g.size[r]);
+        o += q * g.stride[r];
+      }
+      off[k] = ok ? o : 0;
+      wt[k] = ok ? tap_weight<F, kDims>(k, frac, -1) : F(0);
+    }
+    for (int64_t c = 0; c < g.c; ++c) {
+      const T* s = src + c * g.channel_stride;
+      F acc = F(0);
+      for (int k = 0; k < kTaps; ++k) {  // a tap outside the image adds 0, even next to inf/NaN pixels
+        if (wt[k] != F(0)) acc += wt[k] * load_as<F>(s[off[k]]);
+      }
+      dst[c * plane] = store_as<T>(acc);
+    }
+  }
 }
 
 // Shapes, layouts and devices a warp kernel relies on (host code): coeffs (N, k, k + 1)

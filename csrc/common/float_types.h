@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "common/macros.h"
 #include "common/scalar_convert.h"
@@ -43,5 +44,21 @@ template <>
 MEDIMG_HD Half from_acc<Half>(float v) { return Half{float_to_half(v)}; }
 template <>
 MEDIMG_HD BFloat16 from_acc<BFloat16>(float v) { return BFloat16{float_to_bf16(v)}; }
+
+// Any stored value as accumulator F and back: 16-bit floats through their bits, the rest by cast.
+template <class T>
+inline constexpr bool is_float16_v = std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>;
+
+template <class F, class T>
+MEDIMG_HD F load_as(T v) {
+  if constexpr (is_float16_v<T>) return F(to_acc(v));
+  else return F(v);
+}
+
+template <class T, class F>
+MEDIMG_HD T store_as(F v) {
+  if constexpr (is_float16_v<T>) return from_acc<T>(float(v));
+  else return T(v);
+}
 
 }  // namespace medimg

@@ -22,14 +22,7 @@ using coord_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
 template <class T>
 __device__ __forceinline__ coord_t<T> load_value(const T* p) {
-  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) return to_acc(*p);
-  else return coord_t<T>(*p);
-}
-
-template <class T>
-__device__ __forceinline__ T store_value(coord_t<T> v) {
-  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) return from_acc<T>(v);
-  else return T(v);
+  return load_as<coord_t<T>>(*p);
 }
 
 // Raw (unpadded) input coordinates of output pixel (w, h, d) through M.
@@ -54,50 +47,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(TensorView input, con
   const int64_t w = p % g.size[0], h = (p / g.size[0]) % g.size[1], d = p / (g.size[0] * g.size[1]);
   F coord[kDims];
   raw_coordinates<F, kDims>(coeffs + n * kDims * (kDims + 1), w, h, d, coord);
-#pragma unroll
-  for (int r = 0; r < kDims; ++r) coord[r] = padded_coordinate<kPad>(coord[r], g.size[r], align);
-  const T* src = input.ptr<const T>() + n * g.sample_stride;
-  T* dst = out + n * g.c * plane + p;
-  if constexpr (kInterp == Interp::Nearest) {
-    bool ok = true;
-    int64_t o = 0;
-#pragma unroll
-    for (int r = 0; r < kDims; ++r) {
-      const int64_t q = nearest_index<int64_t>(coord[r]);
-      ok = ok && in_bounds(q, g.size[r]);
-      o += q * g.stride[r];
-    }
-    for (int64_t c = 0; c < g.c; ++c) dst[c * plane] = ok ? src[c * g.channel_stride + o] : store_value<T>(F(0));
-  } else {
-    constexpr int kTaps = 1 << kDims;
-    int64_t lo[kDims];
-    F frac[kDims];
-    lower_corner<F, kDims>(coord, lo, frac);
-    int64_t off[kTaps];
-    F wt[kTaps];
-#pragma unroll
-    for (int k = 0; k < kTaps; ++k) {
-      bool ok = true;
-      int64_t o = 0;
-#pragma unroll
-      for (int r = 0; r < kDims; ++r) {
-        const int64_t q = lo[r] + ((k >> r) & 1);
-        ok = ok && in_bounds(q, g.size[r]);
-        o += q * g.stride[r];
-      }
-      off[k] = ok ? o : 0;
-      wt[k] = ok ? tap_weight<F, kDims>(k, frac, -1) : F(0);
-    }
-    for (int64_t c = 0; c < g.c; ++c) {
-      const T* s = src + c * g.channel_stride;
-      F acc = F(0);
-#pragma unroll
-      for (int k = 0; k < kTaps; ++k) {  // a tap outside the image adds 0, even next to inf/NaN pixels
-        if (wt[k] != F(0)) acc += wt[k] * load_value(s + off[k]);
-      }
-      dst[c * plane] = store_value<T>(acc);
-    }
-  }
+  sample_point<T, F, kDims, kInterp, kPad>(input.ptr<const T>() + n * g.sample_stride, coord, g, align,
+                                           out + n * g.c * plane + p, plane);
 }
 
 template <class T, class G, int kDims, Interp kInterp, Padding kPad>

@@ -114,44 +114,37 @@ class RandomAffine:
                      generator: torch.Generator | None = None) -> Tensor:
         """Sampling matrices (N, k, k + 1), float64, in F.affine_grid's convention.
 
-        The forward transform A (flip, zoom, shear, rotation, translation, in that order) is
-        composed in centred pixel units, so rotations are rigid whatever the aspect ratio,
-        and inverted: theta maps output coordinates to the input coordinates they sample.
+        The forward transform A = T R S D (flips and zoom D, shear S, rotation R, translation
+        T, applied in that order) is composed in centred pixel units, so rotations are rigid
+        whatever the aspect ratio, and inverted in closed form (D^-1 S^-1 R^T, then the shift):
+        theta maps output coordinates to the input coordinates they sample.
         """
         k = len(spatial)
         f64 = torch.float64
         draw = lambda bounds: uniform(n, bounds, device, generator, f64)  # noqa: E731
-        eye = torch.eye(k + 1, dtype=f64, device=device).expand(n, k + 1, k + 1)
-
-        flips = torch.ones(n, k, dtype=f64, device=device)
-        for axis in range(k):
-            flips[:, axis] = torch.where(bernoulli(n, self.flip_p[axis], device, generator), -1.0, 1.0)
+        flip_p = torch.tensor(self.flip_p[:k], dtype=f64, device=device)
+        flips = torch.rand(n, k, device=device, generator=generator, dtype=f64) < flip_p
         zoom = draw(self.scale)
-        linear = torch.diag_embed(flips * zoom.unsqueeze(1))
-        if self.shear is not None:
-            shear = eye[:, :k, :k].clone()
-            shear[:, 0, 1] = torch.tan(torch.deg2rad(draw(self.shear)))
-            linear = shear @ linear
-        linear = self._rotation(n, k, draw) @ linear
+        inverse = self._rotation(n, k, draw).transpose(1, 2)  # R^-1
+        if self.shear is not None:  # S = I + tan(a) e_x e_y^T, S^-1 = I - tan(a) e_x e_y^T
+            tan = torch.tan(torch.deg2rad(draw(self.shear))).unsqueeze(1)
+            inverse = torch.cat([(inverse[:, 0] - tan * inverse[:, 1]).unsqueeze(1), inverse[:, 1:]], dim=1)
+        row_scale = torch.where(flips, -1.0, 1.0) / zoom.unsqueeze(1)  # D^-1 scales the rows
+        inverse = inverse * row_scale.unsqueeze(2)
 
-        half = torch.tensor([(s - 1) / 2 if self.align_corners else s / 2 for s in reversed(spatial)],
-                            dtype=f64, device=device)
-        shift = torch.zeros(n, k, dtype=f64, device=device)
-        if self.translate is not None:
-            for axis in range(k):
-                shift[:, axis] = draw((-self.translate[axis], self.translate[axis])) * half[axis] * 2
-
-        forward = eye.clone()
-        forward[:, :k, :k] = linear
-        forward[:, :k, k] = shift
-        apply = bernoulli(n, self.p, device, generator)
-        forward = torch.where(apply.view(n, 1, 1), forward, eye)
-        inverse = torch.linalg.inv(forward)
         # Normalised coordinates are centred pixel coordinates divided by `half` per axis.
-        scale = torch.ones(k + 1, dtype=f64, device=device)
-        scale[:k] = half.clamp_min(0.5)
-        theta = inverse * (scale.view(1, 1, -1) / scale.view(1, -1, 1))  # exact 1 on the diagonal ratio
-        return theta[:, :k, :]
+        half = [(s - 1) / 2 if self.align_corners else s / 2 for s in reversed(spatial)]
+        if self.translate is None:
+            shift = torch.zeros(n, k, 1, dtype=f64, device=device)
+        else:
+            axes = zip(self.translate[:k], half, strict=True)
+            forward_shift = torch.stack([draw((-t, t)) * (2 * h) for t, h in axes], dim=1)
+            shift = -(inverse @ forward_shift.unsqueeze(2))
+        unit = [max(h, 0.5) for h in half] + [1.0]
+        ratio = torch.tensor([[unit[a] / unit[r] for a in range(k + 1)] for r in range(k)], dtype=f64, device=device)
+        theta = torch.cat([inverse, shift], dim=2) * ratio  # exact 1 on the diagonal ratio
+        apply = bernoulli(n, self.p, device, generator).view(n, 1, 1)
+        return torch.where(apply, theta, torch.eye(k, k + 1, dtype=f64, device=device))
 
     def _rotation(self, n: int, k: int, draw) -> Tensor:
         if k == 2:
