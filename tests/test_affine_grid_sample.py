@@ -682,6 +682,21 @@ def test_zero_padding_does_not_leak_non_finite_pixels(cpu_isa):
         assert torch.equal(out.isinf(), expected.isinf()), mode
 
 
+@needs_cpu_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.uint8, torch.int64], ids=str)
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+def test_tiny_step_keeps_far_pixels_outside(cpu_isa, dtype, padding_mode):
+    """A step of 1e-20 source pixels per output pixel puts the window crossings beyond int64:
+    they must still clamp to the row, not wrap and call far-away pixels interior."""
+    image = (1 + torch.arange(256, dtype=torch.float32).reshape(1, 1, 16, 16) % 7).to(dtype)
+    theta = torch.tensor([[[1.0, 0.0, 0.0], [1e-20, 1.9, 0.0]]])
+    modes = ("bilinear", "nearest") if dtype.is_floating_point else ("nearest",)
+    for mode in modes:
+        got = affine_grid_sample(image, theta, mode, padding_mode, backend="medimg")
+        expected = affine_grid_sample(image, theta, mode, padding_mode, backend="torch")
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0, msg=f"{mode}, {padding_mode}")
+
+
 def test_overflowing_theta_is_rejected():
     theta = torch.tensor([[[1e308, -1e308, 0.0], [0.0, 1.0, 0.0]]], dtype=torch.float64)
     with pytest.raises(ValueError, match=r"^theta: "):

@@ -152,8 +152,11 @@ void coordinate_window(const double* m, int64_t w0, int64_t h, int64_t d, int64_
     first = std::max(first, std::min(a1, a2) + margin);
     last = std::min(last, std::max(a1, a2) - margin);
   }
-  *begin = std::clamp<int64_t>(int64_t(std::ceil(first)), 0, len);
-  *end = std::max(*begin, std::clamp<int64_t>(int64_t(std::floor(last)) + (margin < 0.0 ? 1 : 0), 0, len));
+  // Clamp in float64 first: a tiny step puts the crossings far beyond int64's range.
+  first = std::clamp(first, 0.0, double(len));
+  last = std::clamp(last, 0.0, double(len));
+  *begin = int64_t(std::ceil(first));
+  *end = std::max(*begin, std::min<int64_t>(int64_t(std::floor(last)) + (margin < 0.0 ? 1 : 0), len));
 }
 
 // Interior pixels: every tap inside the image with a pixel of margin, so padding leaves them
