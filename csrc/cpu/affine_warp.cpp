@@ -195,8 +195,8 @@ inline void load_pairs_avx2(const float* plane, const int32_t* o, __m256* left, 
 // taps along x are adjacent, so each of the 2 (2D) or 4 (3D) source rows is one 64-bit load
 // per pixel, and the interpolation is a chain of lerps. Rotated reads defeat the hardware
 // prefetcher, so each group also prefetches where the same pixels kPrefetchRows output rows
-// below will read (prefetch_delta elements further). Groups of 8, the last one overlapping
-// if need be; returns where it stopped (begin when fewer than 8 pixels).
+// below will read (prefetch_delta elements further). Groups of 8, the last one overlapping if
+// need be; returns where it stopped (begin when fewer than 8 pixels).
 template <int kDims>
 int64_t linear_interior_avx2(const float* base, const float* step, int64_t begin, int64_t end, const WarpGeometry& g,
                              const float* src, float* dst, int64_t plane, int64_t prefetch_delta) {
@@ -252,8 +252,8 @@ int64_t linear_interior_avx2(const float* base, const float* step, int64_t begin
 // Nearest sampling of any value type (label maps of every integer width, float32), interior
 // pixels only: coordinates round half to even in registers, then each value is one scalar
 // load and store (cheaper than a hardware gather, and it serves 1- and 2-byte labels too).
-// Any strides. Groups of 8, the last one overlapping
-// if need be; returns where it stopped (begin when fewer than 8 pixels).
+// Any strides. Groups of 8, the last one overlapping if need be; returns where it stopped
+// (begin when fewer than 8 pixels).
 template <class T, int kDims>
 int64_t nearest_interior_avx2(const float* base, const float* step, int64_t begin, int64_t end,
                               const WarpGeometry& g, const T* src, T* dst, int64_t plane, int64_t prefetch_delta) {

@@ -20,11 +20,6 @@ constexpr int kThreads = 256;
 template <class T>
 using coord_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
-template <class T>
-__device__ __forceinline__ coord_t<T> load_value(const T* p) {
-  return load_as<coord_t<T>>(*p);
-}
-
 // Raw (unpadded) input coordinates of output pixel (w, h, d) through M.
 template <class F, int kDims>
 __device__ __forceinline__ void raw_coordinates(const double* m, int64_t w, int64_t h, int64_t d, F* coord) {
@@ -85,7 +80,7 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(TensorView grad_out,
         pitch *= g.size[r];
       }
       if (ok && gin) {
-        for (int64_t c = 0; c < g.c; ++c) atomicAdd(gin + c * plane + po, G(load_value(gout + c * plane)));
+        for (int64_t c = 0; c < g.c; ++c) atomicAdd(gin + c * plane + po, G(load_as<F>(gout[c * plane])));
       }
     } else {
       int64_t lo[kDims];
@@ -109,9 +104,9 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(TensorView grad_out,
 #pragma unroll
         for (int r = 0; r < kDims; ++r) dweight[r] = tap_weight<F, kDims>(k, frac, r);
         for (int64_t c = 0; c < g.c; ++c) {
-          const F go = load_value(gout + c * plane);
+          const F go = load_as<F>(gout[c * plane]);
           if (gin) atomicAdd(gin + c * plane + po, G(weight * go));
-          const F v = load_value(src + c * g.channel_stride + o);
+          const F v = load_as<F>(src[c * g.channel_stride + o]);
 #pragma unroll
           for (int r = 0; r < kDims; ++r) dcoord[r] += dweight[r] * v * go;
         }
