@@ -1,5 +1,6 @@
-"""Shared test plumbing: a fixture that runs a test once per CPU instruction set, and the
-skip of tests marked `cuda` on machines without a CUDA device (the markers themselves are
+"""Shared test plumbing: fixtures that run a test once per CPU instruction set or once per
+device (CPU, and CUDA where present), and the skip of tests marked `cuda` on machines without a
+CUDA device (the markers themselves are
 registered in pyproject.toml)."""
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def cpu_isa(request: pytest.FixtureRequest):
         yield request.param
     finally:
         cpu.select_isa(previous)
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """Run the test on the CPU and, where there is one, on a CUDA device."""
+    return torch.device(request.param)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

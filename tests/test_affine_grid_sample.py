@@ -632,20 +632,200 @@ def test_half_input_on_cpu_needs_torch_backend(dtype):
 
 
 # ----------------------------------------------------------------------------- CUDA
+# The same oracle on the GPU: torch's own warp of the same CUDA tensors.
+
+CUDA = torch.device("cuda")
+
+
+def assert_float_warp_close(got: Tensor, expected: Tensor, theta: Tensor, mode: str, align_corners: bool,
+                            eps: float, what: str) -> None:
+    """bilinear: within `eps` of the data scale. nearest: equal, except where the source coordinate
+    is within 1e-4 pixels of a half-integer (under 0.5% of pixels), where float32 rounding decides."""
+    scale = float(expected.abs().max()) if expected.numel() else 1.0
+    if mode == "bilinear":
+        torch.testing.assert_close(got, expected, rtol=0, atol=eps * scale, msg=lambda m: f"{what}: {m}")
+        return
+    ambiguous = near_tie(theta.cpu(), tuple(got.shape), align_corners, 1e-4).expand(got.shape)
+    mismatch = (got != expected).cpu()
+    assert mismatch.float().mean() < 0.005, what
+    assert not (mismatch & ~ambiguous).any(), f"{what}: {int(mismatch.sum())} pixels differ"
+
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.uint8])
-def test_cuda_matches_cpu(dtype):
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_cuda_float_matches_grid_sample(shape, mode, padding_mode, align_corners):
+    """float64 and float32 CUDA kernels, the CPU tests' tolerances: float64 against torch's CPU
+    warp (the CPU tests' oracle), float32 against torch's CUDA warp of the same tensors."""
+    gen = torch.Generator().manual_seed(case_seed(shape, mode, padding_mode, align_corners, "cuda"))
+    for dtype, eps in ((torch.float64, 1e-10), (torch.float32, 1e-4)):
+        x = random_input(shape, dtype, gen).to(CUDA)
+        for kind in THETA_KINDS:
+            theta = random_theta(shape[0], len(shape) - 2, kind, gen, dtype).to(CUDA)
+            got = affine_grid_sample(x, theta, mode, padding_mode, align_corners, backend="medimg")
+            assert got.device == x.device and got.dtype == dtype and got.shape == x.shape and got.is_contiguous()
+            oracle_device = "cpu" if dtype == torch.float64 else CUDA
+            expected = reference(x.to(oracle_device), theta.to(oracle_device), mode, padding_mode, align_corners)
+            assert_float_warp_close(got.to(oracle_device), expected, theta, mode, align_corners, eps,
+                                    f"{dtype}, theta {kind}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 2, 7, 9, 11)], ids=str)
+def test_cuda_half_matches_float32_warp(shape, dtype):
+    """16-bit inputs: coordinates and weights in float32, one rounding of the result to `dtype`."""
+    gen = torch.Generator().manual_seed(case_seed(shape, dtype))
+    x = random_input(shape, torch.float32, gen).to(CUDA, dtype)
+    for mode in MODES:
+        for padding_mode in PADDINGS:
+            for align_corners in (False, True):
+                theta = random_theta(shape[0], len(shape) - 2, "mild", gen, torch.float32).to(CUDA)
+                got = affine_grid_sample(x, theta, mode, padding_mode, align_corners, backend="medimg")
+                assert got.dtype == dtype and got.device == x.device
+                expected = reference(x.float(), theta, mode, padding_mode, align_corners).to(dtype)
+                eps = 2 * torch.finfo(dtype).eps
+                assert_float_warp_close(got.float(), expected.float(), theta, mode, align_corners, eps,
+                                        f"{mode}, {padding_mode}, align_corners={align_corners}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("dtype", INT_DTYPES, ids=str)
+@pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 2, 7, 9, 11)], ids=str)
+def test_cuda_integer_labels_nearest(shape, dtype, padding_mode, align_corners):
+    gen = torch.Generator().manual_seed(case_seed(shape, dtype, padding_mode, align_corners, "cuda"))
+    labels = random_input(shape, dtype, gen)
+    for kind in THETA_KINDS:
+        theta = random_theta(shape[0], len(shape) - 2, kind, gen, torch.float32)
+        got = affine_grid_sample(labels.to(CUDA), theta.to(CUDA), "nearest", padding_mode, align_corners,
+                                 backend="medimg")
+        assert got.dtype == dtype and got.device.type == "cuda"
+        assert torch.equal(got.cpu(), index_oracle(labels, theta, padding_mode, align_corners)), kind
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.uint8, torch.int64], ids=str)
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_cuda_matches_cpu(dtype, align_corners):
     gen = torch.Generator().manual_seed(14)
     for shape in [(2, 3, 17, 23), (1, 2, 7, 9, 11)]:
         x = random_input(shape, dtype, gen)
         theta = random_theta(shape[0], len(shape) - 2, "mild", gen)
         for mode in MODES if dtype.is_floating_point else ["nearest"]:
             for padding_mode in PADDINGS:
-                cpu = affine_grid_sample(x, theta, mode, padding_mode, backend="medimg")
-                gpu = affine_grid_sample(x.cuda(), theta.cuda(), mode, padding_mode, backend="medimg")
-                atol = 0 if mode == "nearest" else 1e-5
-                torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=atol)
+                cpu = affine_grid_sample(x, theta, mode, padding_mode, align_corners, backend="medimg")
+                gpu = affine_grid_sample(x.to(CUDA), theta.to(CUDA), mode, padding_mode, align_corners,
+                                         backend="medimg")
+                if mode == "nearest":
+                    ambiguous = near_tie(theta, shape, align_corners, 1e-4).expand(shape)
+                    assert not ((gpu.cpu() != cpu) & ~ambiguous).any(), (shape, padding_mode)
+                else:
+                    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-4 * float(x.abs().max()))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("identity", ["identity", "flip"])
+@pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 2, 7, 9, 11)], ids=str)
+def test_cuda_exact_cases(shape, identity):
+    """Identity and flips are exact copies on the GPU too, for every dtype."""
+    k = len(shape) - 2
+    theta = torch.eye(k, k + 1).expand(shape[0], k, k + 1).clone()
+    if identity == "flip":
+        theta[:, 0, 0] = -1
+    for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.uint8, torch.int64):
+        x = random_input(shape, dtype, torch.Generator().manual_seed(15)).to(CUDA)
+        expected = x if identity == "identity" else x.flip(-1)
+        for mode in MODES if dtype.is_floating_point else ["nearest"]:
+            for align_corners in (False, True):
+                got = affine_grid_sample(x, theta.to(CUDA), mode, "zeros", align_corners, backend="medimg")
+                assert torch.equal(got, expected), (dtype, mode, align_corners)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", [(2, 3, 9, 11), (1, 2, 5, 6, 7)], ids=str)
+def test_cuda_gradients_match_torch(shape, mode, padding_mode, align_corners):
+    """Gradients of input and theta on the GPU against torch's CUDA warp (float64 and float32)."""
+    gen = torch.Generator().manual_seed(case_seed(shape, mode, padding_mode, align_corners, "cuda-grad"))
+    for dtype, eps in ((torch.float64, 1e-9), (torch.float32, 1e-3)):
+        x = torch.randn(shape, generator=gen, dtype=dtype).to(CUDA)
+        grad_out = torch.randn(shape, generator=gen, dtype=dtype).to(CUDA)
+        for kind in ("mild", "zoom_out"):
+            theta = random_theta(shape[0], len(shape) - 2, kind, gen, dtype).to(CUDA)
+            grads = []
+            for fn in (lambda a, b: affine_grid_sample(a, b, mode, padding_mode, align_corners, backend="medimg"),
+                       lambda a, b: reference(a, b, mode, padding_mode, align_corners)):
+                a, b = x.clone().requires_grad_(), theta.clone().requires_grad_()
+                fn(a, b).backward(grad_out)
+                grads.append((a.grad, b.grad))
+            (gx, gt), (rx, rt) = grads
+            torch.testing.assert_close(gx, rx, rtol=0, atol=eps * float(rx.abs().max()) + 1e-6)
+            torch.testing.assert_close(gt, rt, rtol=0, atol=eps * float(rt.abs().max()) + 1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_cuda_half_gradients(dtype):
+    """16-bit backward accumulates in float32: close to the float32 gradients."""
+    gen = torch.Generator().manual_seed(16)
+    x = torch.randn(2, 3, 17, 23, generator=gen).to(CUDA)
+    grad_out = torch.randn(2, 3, 17, 23, generator=gen).to(CUDA)
+    theta = random_theta(2, 2, "mild", gen, torch.float32).to(CUDA)
+    grads = []
+    for work in (dtype, torch.float32):
+        a = x.to(work).requires_grad_()
+        b = theta.clone().requires_grad_()
+        affine_grid_sample(a, b).backward(grad_out.to(work))
+        assert a.grad.dtype == work
+        grads.append((a.grad.float(), b.grad))
+    (gx, gt), (rx, rt) = grads
+    eps = 8 * torch.finfo(dtype).eps
+    torch.testing.assert_close(gx, rx, rtol=0, atol=eps * float(rx.abs().max()))
+    torch.testing.assert_close(gt, rt, rtol=0, atol=eps * float(rt.abs().max()))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize(("shape", "padding_mode", "align_corners"), GRAD_CASES[::3], ids=str)
+def test_cuda_gradcheck(shape, padding_mode, align_corners):
+    gen = torch.Generator().manual_seed(case_seed(shape, padding_mode, align_corners, "cuda"))
+    x = torch.randn(shape, generator=gen, dtype=torch.float64).to(CUDA).requires_grad_()
+    theta = random_theta(shape[0], len(shape) - 2, "mild", gen).to(CUDA).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda x, theta: affine_grid_sample(x, theta, "bilinear", padding_mode, align_corners, backend="medimg"),
+        (x, theta), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize(("shape", "mode", "padding_mode", "align_corners"), _opcheck_cases(), ids=str)
+def test_cuda_opcheck(shape, mode, padding_mode, align_corners):
+    gen = torch.Generator().manual_seed(17)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64).to(CUDA)
+    grad_out = torch.randn(shape, generator=gen, dtype=torch.float64).to(CUDA)
+    theta = random_theta(shape[0], len(shape) - 2, "mild", gen).to(CUDA)
+    coeffs = pixel_coefficients(theta, tuple(shape[2:]), align_corners)
+    torch.library.opcheck(torch.ops.medimg.affine_sample.default,
+                          (x.requires_grad_(), coeffs.requires_grad_(), mode, padding_mode, align_corners))
+    torch.library.opcheck(torch.ops.medimg.affine_sample_backward.default,
+                          (grad_out, x.detach(), coeffs.detach(), mode, padding_mode, align_corners, True, True))
+
+
+@pytest.mark.cuda
+def test_cuda_bad_input():
+    image, theta = torch.rand(2, 1, 8, 9, device=CUDA), torch.eye(2, 3, device=CUDA).expand(2, 2, 3)
+    with pytest.raises(ValueError, match=r"one device.*theta on cpu"):
+        affine_grid_sample(image, theta.cpu())
+    with pytest.raises(ValueError, match=r"one device.*input on cpu"):
+        affine_grid_sample(image.cpu(), theta)
+    with pytest.raises(ValueError, match=r"^theta: holds NaN"):
+        affine_grid_sample(image, theta.clone().fill_(float("nan")))
+    with pytest.raises(ValueError, match=r"^input: .*mode='nearest'"):
+        affine_grid_sample(image.long(), theta)
 
 
 # ----------------------------------------------------------------------------- regressions from review

@@ -31,8 +31,8 @@ PADDINGS = ["zeros", "border", "reflection"]
 MASK_DTYPES = [torch.uint8, torch.int64, torch.bool]
 
 
-def seeded(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+def seeded(seed: int, device: torch.device = CPU) -> torch.Generator:
+    return torch.Generator(device).manual_seed(seed)
 
 
 def random_mask(shape: tuple[int, ...], dtype: torch.dtype, seed: int, classes: tuple[int, ...] = (0, 3, 5, 9)
@@ -56,33 +56,34 @@ AFFINE_KWARGS = dict(degrees=30, scale=(0.8, 1.2), translate=0.1, shear=10, hfli
 
 
 @pytest.mark.parametrize("spatial", [(17, 23), (7, 9, 11)], ids=str)
-def test_affine_reproducible_by_seed(spatial):
+def test_affine_reproducible_by_seed(spatial, device):
     t = RandomAffine(**AFFINE_KWARGS, dflip_p=0.5)
-    image = torch.rand(3, 2, *spatial, generator=seeded(0))
-    mask = random_mask((3, *spatial), torch.int64, 1)
-    out1, mask1 = t(image, mask, generator=seeded(42))
-    out2, mask2 = t(image, mask, generator=seeded(42))
+    image = torch.rand(3, 2, *spatial, generator=seeded(0)).to(device)
+    mask = random_mask((3, *spatial), torch.int64, 1).to(device)
+    out1, mask1 = t(image, mask, generator=seeded(42, device))
+    out2, mask2 = t(image, mask, generator=seeded(42, device))
+    assert out1.device == mask1.device == image.device
     assert torch.equal(out1, out2) and torch.equal(mask1, mask2)
-    out3, mask3 = t(image, mask, generator=seeded(43))
+    out3, mask3 = t(image, mask, generator=seeded(43, device))
     assert not torch.equal(out1, out3)
     assert not torch.equal(mask1, mask3)
     assert out1.shape == image.shape and out1.dtype == image.dtype
     # the input is not modified in place
-    assert torch.equal(image, torch.rand(3, 2, *spatial, generator=seeded(0)))
+    assert torch.equal(image.cpu(), torch.rand(3, 2, *spatial, generator=seeded(0)))
 
 
 @pytest.mark.parametrize("padding_mode", PADDINGS)
 @pytest.mark.parametrize("dtype", MASK_DTYPES)
 @pytest.mark.parametrize("mask_shape", ["(N,H,W)", "(N,1,H,W)", "(N,2,H,W)", "(N,D,H,W)", "(N,1,D,H,W)"])
-def test_affine_masks_keep_labels_and_dtype(mask_shape, dtype, padding_mode):
+def test_affine_masks_keep_labels_and_dtype(mask_shape, dtype, padding_mode, device):
     n = 3
     spatial = (5, 9, 11) if "D" in mask_shape else (17, 23)
     channels = {"(N,H,W)": None, "(N,D,H,W)": None, "(N,1,H,W)": 1, "(N,1,D,H,W)": 1, "(N,2,H,W)": 2}[mask_shape]
     shape = (n, *spatial) if channels is None else (n, channels, *spatial)
-    mask = random_mask(shape, dtype, 2)
-    image = torch.rand(n, 1, *spatial, generator=seeded(3))
+    mask = random_mask(shape, dtype, 2).to(device)
+    image = torch.rand(n, 1, *spatial, generator=seeded(3)).to(device)
     t = RandomAffine(**AFFINE_KWARGS, padding_mode=padding_mode)
-    _, out_mask = t(image, mask, generator=seeded(4))
+    _, out_mask = t(image, mask, generator=seeded(4, device))
     assert out_mask.dtype == dtype and out_mask.shape == mask.shape
     allowed = set(mask.unique().tolist()) | {0}
     assert set(out_mask.unique().tolist()) <= allowed
@@ -92,13 +93,14 @@ def test_affine_masks_keep_labels_and_dtype(mask_shape, dtype, padding_mode):
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("padding_mode", PADDINGS)
 @pytest.mark.parametrize("spatial", [(17, 23), (6, 9, 11)], ids=str)
-def test_affine_image_and_mask_stay_aligned(spatial, padding_mode, align_corners):
+def test_affine_image_and_mask_stay_aligned(spatial, padding_mode, align_corners, device):
     """An image equal to its own mask (float copy), warped with mode="nearest", equals the warped mask."""
-    mask = random_mask((4, 1, *spatial), torch.int64, 5)
+    mask = random_mask((4, 1, *spatial), torch.int64, 5).to(device)
     t = RandomAffine(**AFFINE_KWARGS, dflip_p=0.5, mode="nearest", padding_mode=padding_mode,
                      align_corners=align_corners)
-    for image_dtype in (torch.float32, torch.float64):
-        out, out_mask = t(mask.to(image_dtype), mask, generator=seeded(6))
+    image_dtypes = (torch.float32, torch.float64) + ((torch.float16, torch.bfloat16) if device.type == "cuda" else ())
+    for image_dtype in image_dtypes:
+        out, out_mask = t(mask.to(image_dtype), mask, generator=seeded(6, device))
         assert torch.equal(out, out_mask.to(image_dtype)), image_dtype
 
 
@@ -107,23 +109,23 @@ def test_affine_image_and_mask_stay_aligned(spatial, padding_mode, align_corners
     ("hflip_p", (7, 10), -1), ("vflip_p", (7, 10), -2),
     ("hflip_p", (5, 7, 10), -1), ("vflip_p", (5, 7, 10), -2), ("dflip_p", (5, 7, 10), -3),
 ], ids=str)
-def test_affine_flips_are_exact(flip, spatial, dim, align_corners):
+def test_affine_flips_are_exact(flip, spatial, dim, align_corners, device):
     kwargs = {"hflip_p": 0.0, flip: 1.0}
     t = RandomAffine(degrees=0, scale=1, align_corners=align_corners, **kwargs)
-    image = torch.rand(2, 3, *spatial, generator=seeded(7))
-    mask = random_mask((2, *spatial), torch.uint8, 8)
-    out, out_mask = t(image, mask, generator=seeded(9))
+    image = torch.rand(2, 3, *spatial, generator=seeded(7)).to(device)
+    mask = random_mask((2, *spatial), torch.uint8, 8).to(device)
+    out, out_mask = t(image, mask, generator=seeded(9, device))
     assert torch.equal(out, image.flip(dim))
     assert torch.equal(out_mask, mask.flip(dim))
 
 
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("spatial", [(7, 10), (24, 24), (5, 7, 10)], ids=str)
-def test_affine_p0_is_identity_float32(spatial, align_corners):
+def test_affine_p0_is_identity_float32(spatial, align_corners, device):
     t = RandomAffine(**AFFINE_KWARGS, dflip_p=0.5, p=0.0, align_corners=align_corners)
-    image = torch.rand(3, 2, *spatial, generator=seeded(10))
-    mask = random_mask((3, *spatial), torch.int64, 11)
-    out, out_mask = t(image, mask, generator=seeded(12))
+    image = torch.rand(3, 2, *spatial, generator=seeded(10)).to(device)
+    mask = random_mask((3, *spatial), torch.int64, 11).to(device)
+    out, out_mask = t(image, mask, generator=seeded(12, device))
     assert torch.equal(out, image) and torch.equal(out_mask, mask)
 
 
@@ -139,19 +141,19 @@ def test_affine_p0_is_identity_float64():
 
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("size", [5, 8])
-def test_affine_90_degrees_is_clockwise_rot90(size, align_corners):
+def test_affine_90_degrees_is_clockwise_rot90(size, align_corners, device):
     """degrees=(90, 90) turns the content clockwise as displayed (row 0 at the top): torch.rot90 with
     k=-1 over (H, W). Close rather than exact for the image: cos(pi/2) is 6e-17 in float64, not 0."""
     t = RandomAffine(degrees=(90, 90), scale=1, hflip_p=0, align_corners=align_corners)
-    image = torch.rand(2, 3, size, size, generator=seeded(16))
-    mask = random_mask((2, size, size), torch.int64, 17)
-    out, out_mask = t(image, mask, generator=seeded(18))
+    image = torch.rand(2, 3, size, size, generator=seeded(16)).to(device)
+    mask = random_mask((2, size, size), torch.int64, 17).to(device)
+    out, out_mask = t(image, mask, generator=seeded(18, device))
     torch.testing.assert_close(out, torch.rot90(image, -1, dims=(2, 3)), rtol=0, atol=1e-6)
     assert torch.equal(out_mask, torch.rot90(mask, -1, dims=(1, 2)))
     # 3D: the third range rotates about x, i.e. in the (D, H) plane, likewise
     t3 = RandomAffine(degrees=(0, 0, (90, 90)), scale=1, hflip_p=0, align_corners=align_corners)
-    volume = torch.rand(1, 2, size, size, 3, generator=seeded(19))
-    out3, _ = t3(volume, generator=seeded(20))
+    volume = torch.rand(1, 2, size, size, 3, generator=seeded(19)).to(device)
+    out3, _ = t3(volume, generator=seeded(20, device))
     torch.testing.assert_close(out3, torch.rot90(volume, -1, dims=(2, 3)), rtol=0, atol=1e-6)
 
 
@@ -298,22 +300,22 @@ INTENSITY = {
 
 @pytest.mark.parametrize("name", list(INTENSITY))
 @pytest.mark.parametrize("spatial", [(9, 11), (4, 5, 6)], ids=str)
-def test_intensity_p(name, spatial):
-    image = torch.rand(4, 2, *spatial, generator=seeded(40)) + 0.5
-    mask = random_mask((4, *spatial), torch.uint8, 41)
-    out, out_mask = INTENSITY[name](0.0)(image, mask, generator=seeded(42))
+def test_intensity_p(name, spatial, device):
+    image = (torch.rand(4, 2, *spatial, generator=seeded(40)) + 0.5).to(device)
+    mask = random_mask((4, *spatial), torch.uint8, 41).to(device)
+    out, out_mask = INTENSITY[name](0.0)(image, mask, generator=seeded(42, device))
     assert torch.equal(out, image) and out_mask is mask
-    out, out_mask = INTENSITY[name](1.0)(image, mask, generator=seeded(42))
+    out, out_mask = INTENSITY[name](1.0)(image, mask, generator=seeded(42, device))
     assert out_mask is mask and out.shape == image.shape and out.dtype == image.dtype
     for n in range(4):
         assert not torch.equal(out[n], image[n]), n
-    again, _ = INTENSITY[name](1.0)(image, mask, generator=seeded(42))
+    again, _ = INTENSITY[name](1.0)(image, mask, generator=seeded(42, device))
     assert torch.equal(out, again)
-    other, _ = INTENSITY[name](1.0)(image, mask, generator=seeded(43))
+    other, _ = INTENSITY[name](1.0)(image, mask, generator=seeded(43, device))
     assert not torch.equal(out, other)
     # p=0.5: some samples changed, the others bit for bit the same
-    out, _ = INTENSITY[name](0.5)(torch.rand(64, 1, 3, 3, generator=seeded(44)), generator=seeded(45))
-    base = torch.rand(64, 1, 3, 3, generator=seeded(44))
+    base = torch.rand(64, 1, 3, 3, generator=seeded(44)).to(device)
+    out, _ = INTENSITY[name](0.5)(base, generator=seeded(45, device))
     changed = (out != base).flatten(1).any(1)
     assert 10 < int(changed.sum()) < 54
 
@@ -408,21 +410,21 @@ def _pipeline() -> list:
 
 
 @pytest.mark.parametrize("spatial", [(16, 19), (6, 7, 8)], ids=str)
-def test_compose_chains_in_order(spatial):
-    image = torch.rand(3, 1, *spatial, generator=seeded(60)) * 100
-    mask = random_mask((3, *spatial), torch.int64, 61)
+def test_compose_chains_in_order(spatial, device):
+    image = (torch.rand(3, 1, *spatial, generator=seeded(60)) * 100).to(device)
+    mask = random_mask((3, *spatial), torch.int64, 61).to(device)
     composed = Compose(_pipeline())
-    got, got_mask = composed(image, mask, generator=seeded(62))
-    generator = seeded(62)
+    got, got_mask = composed(image, mask, generator=seeded(62, device))
+    generator = seeded(62, device)
     expected, expected_mask = image, mask
     for t in _pipeline():
         expected, expected_mask = t(expected, expected_mask, generator=generator)
     assert torch.equal(got, expected) and torch.equal(got_mask, expected_mask)
     # another order gives another result (it is a sequence, not a set)
-    reordered, _ = Compose(_pipeline()[::-1])(image, mask, generator=seeded(62))
+    reordered, _ = Compose(_pipeline()[::-1])(image, mask, generator=seeded(62, device))
     assert not torch.equal(reordered, got)
     # intensity transforms pass the mask through untouched
-    _, passed = Compose(_pipeline()[1:])(image, mask, generator=seeded(63))
+    _, passed = Compose(_pipeline()[1:])(image, mask, generator=seeded(63, device))
     assert passed is mask
     # no transforms: identity
     same, same_mask = Compose([])(image, mask)
