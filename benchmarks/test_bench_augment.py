@@ -2,12 +2,13 @@
 and installed peers (OpenCV, kornia, MONAI), on the cases of medimg.bench.augment.CASES."""
 
 import pytest
+import torch
 
 from medimg.bench import augment
 
 PARAMS = [
     pytest.param(case, name, id=f"{case.name}|{name}")
-    for case in augment.CASES
+    for case in augment.CASES + (augment.CUDA_CASES if torch.cuda.is_available() else ())
     for name in augment.implementations(case)
 ]
 

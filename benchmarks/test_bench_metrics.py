@@ -7,12 +7,13 @@ and the fraction of copy bandwidth.
 """
 
 import pytest
+import torch
 
 from medimg.bench import metrics
 
 PARAMS = [
     pytest.param(case, name, id=f"{case.name}|{name}")
-    for case in metrics.CASES
+    for case in metrics.CASES + (metrics.CUDA_CASES if torch.cuda.is_available() else ())
     for name in metrics.implementations(case)
 ]
 

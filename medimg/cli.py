@@ -29,7 +29,13 @@ def _bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     suite = importlib.import_module(f"medimg.bench.{args.suite}")
-    print(suite.run(min_run_time=args.min_run_time))
+    wanted = ("cpu", "cuda") if args.device == "all" else (args.device,)
+    devices = tuple(d for d in wanted if d in suite.DEVICES and (d == "cpu" or torch.cuda.is_available()))
+    if not devices:
+        print(f"medimg bench {args.suite}: nothing to run on {args.device} "
+              f"(this suite runs on {', '.join(suite.DEVICES)}; CUDA available: {torch.cuda.is_available()})")
+        return 1
+    print(suite.run(min_run_time=args.min_run_time, devices=devices))
     return 0
 
 
@@ -44,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="time medimg against the PyTorch reference and peers")
     bench.add_argument("suite", choices=["metrics", "augment", "data", "conv", "models"], help="which benchmark suite")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's setting)")
+    bench.add_argument("--device", choices=["all", "cpu", "cuda"], default="all",
+                       help="where to run: the CPU, the CUDA device, or both (default; CUDA where available)")
     bench.add_argument("--min-run-time", type=float, default=0.5, help="seconds of measurement per entry")
     bench.set_defaults(run=_bench)
     return parser

@@ -117,22 +117,31 @@ def tiny_bench(monkeypatch):
 
     def quick_bandwidth(*args, **kwargs):
         calls.append({**dict(enumerate(args)), **kwargs})
-        return real(nbytes=1 << 20, min_run_time=0.01)
+        return real(nbytes=1 << 20, device=kwargs["device"], min_run_time=0.01)
 
     monkeypatch.setattr(bench_metrics, "copy_bandwidth", quick_bandwidth)
     return case, calls
+
+
+def test_bench_device_without_cuda_is_refused(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["bench", "metrics", "--device", "cuda"]) == 1
+    assert "nothing to run on cuda" in capsys.readouterr().out
+    assert main(["bench", "models", "--device", "cuda"]) == 1
+    assert "runs on cpu" in capsys.readouterr().out
 
 
 def test_bench_metrics(tiny_bench, capsys):
     case, calls = tiny_bench
     threads = torch.get_num_threads()
     try:
-        assert main(["bench", "metrics", "--min-run-time", "0.01", "--threads", "1"]) == 0
+        assert main(["bench", "metrics", "--min-run-time", "0.01", "--threads", "1", "--device", "cpu"]) == 0
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
-    assert len(calls) == 1 and list(calls[0].values()) == [0.01]  # the CLI's --min-run-time reaches it
+    assert calls == [{"device": "cpu", "min_run_time": 0.01}]  # the CLI's --min-run-time reaches it
     assert "segmentation statistics on the CPU, 1 threads" in out
     assert "copy bandwidth" in out and "GB/s" in out
     assert case.name in out

@@ -4,6 +4,9 @@ Cases: batch 32 of 1x256x256 float32 images with int64 (and uint8) masks, rotati
 +-15 degrees, zoom 0.9-1.1, horizontal flip p=0.5; volumes 2 x 1x128^3. Each implementation
 warps the same batch (peers with their own random parameters of the same ranges);
 ratios are medimg's speed-up, and for the bare warp the fraction of copy bandwidth.
+On a CUDA device the same cases run there, plus batches far larger than the L2 cache
+(512 x 1x512x512 in float32 and bfloat16, 16 x 1x128^3) for the fraction of the card's
+copy bandwidth; peers there: F.grid_sample, kornia, and cupyx.scipy.ndimage.affine_transform.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from medimg.bench.report import format_rows
 from medimg.bench.suite import Implementations, measure_cases
 from medimg.bench.timing import copy_bandwidth
 from medimg.ops import affine_grid_sample
+from medimg.ops.affine import pixel_coefficients
 from medimg.transforms import RandomAffine
 
 MEDIMG = "medimg RandomAffine"
@@ -33,27 +37,37 @@ class Case:
     name: str
     shape: tuple[int, ...]
     mask_dtype: torch.dtype | None
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32
 
     def batch(self) -> tuple[Tensor, Tensor | None]:
         g = torch.Generator().manual_seed(0)
-        image = torch.rand(self.shape, generator=g)
+        image = torch.rand(self.shape, generator=g).to(self.device, self.dtype)
         if self.mask_dtype is None:
             return image, None
-        mask = torch.randint(0, 4, (self.shape[0], *self.shape[2:]), generator=g).to(self.mask_dtype)
+        mask = torch.randint(0, 4, (self.shape[0], *self.shape[2:]), generator=g).to(self.device, self.mask_dtype)
         return image, mask
 
 
+DEVICES = ("cpu", "cuda")
 CASES = (
     Case("2D 32x1x256x256 f32 image + int64 mask", (32, 1, 256, 256), torch.int64),
     Case("2D 32x1x256x256 f32 image + uint8 mask", (32, 1, 256, 256), torch.uint8),
     Case("2D 32x1x256x256 f32 image only", (32, 1, 256, 256), None),
     Case("3D 2x1x128^3 f32 volume", (2, 1, 128, 128, 128), None),
 )
+CUDA_CASES = (
+    *(Case(f"cuda {case.name}", case.shape, case.mask_dtype, "cuda") for case in CASES),
+    Case("cuda 2D 512x1x512x512 f32 image only", (512, 1, 512, 512), None, "cuda"),
+    Case("cuda 2D 512x1x512x512 bf16 image only", (512, 1, 512, 512), None, "cuda", torch.bfloat16),
+    Case("cuda 2D 512x1x512x512 f32 image + uint8 mask", (512, 1, 512, 512), torch.uint8, "cuda"),
+    Case("cuda 3D 16x1x128^3 f32 volume", (16, 1, 128, 128, 128), None, "cuda"),
+)
 
 
 def reference_warp(image: Tensor, mask: Tensor | None, theta: Tensor) -> tuple[Tensor, Tensor | None]:
     """F.affine_grid + F.grid_sample: bilinear image, nearest mask (through float and back)."""
-    grid = F.affine_grid(theta, list(image.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(image.dtype), list(image.shape), align_corners=False)
     warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if mask is None:
         return warped, None
@@ -118,15 +132,42 @@ def _monai(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
     return lambda: [transform(s) for s in samples]
 
 
+def _cupy(image: Tensor, mask: Tensor | None, theta: Tensor) -> Callable[[], object] | None:
+    """cupyx.scipy.ndimage.affine_transform per sample (it takes one matrix per call): order 1
+    for the image, order 0 for the mask, zeros outside; the same pixel matrices as medimg's."""
+    try:
+        cp = importlib.import_module("cupy")
+        ndimage = importlib.import_module("cupyx.scipy.ndimage")
+    except ImportError:
+        return None
+    if image.dtype not in (torch.float32, torch.float64):  # cupy has no bfloat16
+        return None
+    k = image.dim() - 2
+    # medimg's M maps (x, y[, z]) to (x, y[, z]); ndimage indexes ([z,] y, x): reverse both axes.
+    m = pixel_coefficients(theta, tuple(image.shape[2:]), False).flip(1)
+    matrices = [cp.asarray(m[i, :, :k].flip(1).contiguous()) for i in range(m.shape[0])]
+    offsets = [cp.asarray(m[i, :, k].contiguous()) for i in range(m.shape[0])]
+    images = [cp.asarray(image[i, 0]) for i in range(image.shape[0])]
+    masks = [] if mask is None else [cp.asarray(mask[i]) for i in range(mask.shape[0])]
+
+    def run() -> None:
+        for i, plane in enumerate(images):
+            ndimage.affine_transform(plane, matrices[i], offsets[i], order=1, mode="constant")
+            if masks:
+                ndimage.affine_transform(masks[i], matrices[i], offsets[i], order=0, mode="constant")
+
+    return run
+
+
 def implementations(case: Case) -> Implementations:
     """Name -> (callable, bytes read and written per call, for bandwidth) for one case."""
     image, mask = case.batch()
     spatial_dims = image.dim() - 2
     transform = RandomAffine(degrees=DEGREES, scale=SCALE, hflip_p=HFLIP_P)
     theta = transform.sample_theta(image.shape[0], tuple(image.shape[2:]), image.device,
-                                   torch.Generator().manual_seed(1)).float()
+                                   torch.Generator(image.device).manual_seed(1)).float()
     nbytes = image.nbytes + (0 if mask is None else mask.nbytes)
-    generator = torch.Generator().manual_seed(2)
+    generator = torch.Generator(image.device).manual_seed(2)
     impls: Implementations = {
         MEDIMG: (lambda: transform(image, mask, generator=generator), nbytes),
         "medimg.ops.affine_grid_sample (fixed theta)": (
@@ -135,19 +176,26 @@ def implementations(case: Case) -> Implementations:
             nbytes),
         "F.affine_grid + F.grid_sample": (lambda: reference_warp(image, mask, theta), nbytes),
     }
-    peers = {"OpenCV warpAffine loop (uint8 mask)": _opencv(image, mask) if spatial_dims == 2 else None,
+    on_cpu = case.device == "cpu"
+    peers = {"OpenCV warpAffine loop (uint8 mask)": _opencv(image, mask) if on_cpu and spatial_dims == 2 else None,
              "kornia AugmentationSequential": _kornia(image, mask) if spatial_dims == 2 else None,
-             "MONAI RandAffined+RandFlipd loop": _monai(image, mask)}
+             "MONAI RandAffined+RandFlipd loop": _monai(image, mask) if on_cpu else None,
+             "cupyx affine_transform loop": None if on_cpu else _cupy(image, mask, theta)}
     for name, fn in peers.items():
         if fn is not None:
             impls[name] = (fn, None)
     return impls
 
 
-def run(min_run_time: float = 0.5) -> str:
-    """Run every case and return the report."""
-    bandwidth = copy_bandwidth(min_run_time=min_run_time)
-    rows = measure_cases(CASES, implementations, min_run_time, items=lambda case: case.shape[0])
-    header = (f"affine augmentation on the CPU, {torch.get_num_threads()} threads; copy bandwidth "
-              f"{bandwidth / 1e9:.1f} GB/s; % copy bw = (bytes of image + mask) / time / copy bandwidth")
-    return header + format_rows(rows, MEDIMG, bandwidth)
+def run(min_run_time: float = 0.5, devices: tuple[str, ...] = ("cpu",)) -> str:
+    """Run every case on each of `devices` ("cpu", "cuda") and return the report."""
+    reports = []
+    for device in devices:
+        cases = CASES if device == "cpu" else CUDA_CASES
+        bandwidth = copy_bandwidth(device=device, min_run_time=min_run_time)
+        rows = measure_cases(cases, implementations, min_run_time, items=lambda case: case.shape[0])
+        where = f"the CPU, {torch.get_num_threads()} threads" if device == "cpu" else torch.cuda.get_device_name()
+        header = (f"affine augmentation on {where}; copy bandwidth {bandwidth / 1e9:.1f} GB/s; "
+                  "% copy bw = (bytes of image + mask) / time / copy bandwidth")
+        reports.append(header + format_rows(rows, MEDIMG, bandwidth))
+    return "\n\n".join(reports)

@@ -100,14 +100,9 @@ def make_cases(device: str = "cpu", dtype: torch.dtype = torch.float32) -> tuple
     )
 
 
-def _cases() -> tuple[Case, ...]:
-    """The CPU cases, plus bfloat16 and float32 on the GPU where CUDA is available."""
-    if not torch.cuda.is_available():
-        return make_cases()
-    return make_cases() + make_cases("cuda", torch.bfloat16) + make_cases("cuda", torch.float32)
-
-
-CASES = _cases()
+DEVICES = ("cpu", "cuda")
+CASES = make_cases()
+CUDA_CASES = make_cases("cuda", torch.bfloat16) + make_cases("cuda", torch.float32)
 
 
 def forward(conv: Conv, x: Tensor, w: Tensor, b: Tensor, padding: int) -> Callable[[], Tensor]:
@@ -162,15 +157,18 @@ def implementations(case: Case) -> Implementations:
     return impls
 
 
-def run(min_run_time: float = 0.5) -> str:
-    """Run every case and return the report."""
-    bandwidth = copy_bandwidth(min_run_time=min_run_time)
-    flops = {case.name: case.flops for case in CASES}
+def run(min_run_time: float = 0.5, devices: tuple[str, ...] = ("cpu",)) -> str:
+    """Run every case on each of `devices` ("cpu", "cuda") and return the report."""
+    cases = (CASES if "cpu" in devices else ()) + (CUDA_CASES if "cuda" in devices else ())
+    bandwidth = copy_bandwidth(min_run_time=min_run_time) if "cpu" in devices else None
+    flops = {case.name: case.flops for case in cases}
     rows = [replace(row, flops=flops[row.case])
-            for row in measure_cases(CASES, implementations, min_run_time, items=lambda case: case.batch)]
-    header = (f"conv2d (NCHW) on the CPU, {torch.get_num_threads()} threads"
-              f"{', and on ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''}; "
-              f"copy bandwidth {bandwidth / 1e9:.1f} GB/s; GFLOP/s = 2*N*OC*OH*OW*C*KH*KW (x3 fwd+bwd) / time; "
-              "items = images.\nThe first layer is memory-bound: its 64 MiB output is allocated per call and pays "
+            for row in measure_cases(cases, implementations, min_run_time, items=lambda case: case.batch)]
+    where = [f"the CPU, {torch.get_num_threads()} threads"] if "cpu" in devices else []
+    where += [torch.cuda.get_device_name()] if "cuda" in devices else []
+    header = (f"conv2d (NCHW) on {' and '.join(where)}; "
+              f"{f'CPU copy bandwidth {bandwidth / 1e9:.1f} GB/s; ' if bandwidth else ''}"
+              "GFLOP/s = 2*N*OC*OH*OW*C*KH*KW (x3 fwd+bwd) / time; items = images.\n"
+              "The CPU first layer is memory-bound: its 64 MiB output is allocated per call and pays "
               "first-touch page faults whoever allocates it (not counted in the copy bandwidth).")
     return header + format_rows(rows, MEDIMG, bandwidth)

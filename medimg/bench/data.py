@@ -48,7 +48,11 @@ def renderers() -> dict[str, Callable[[], object]]:
     return {name: (lambda ds=ds: ds.batch(BATCH, generator)) for name, ds in datasets.items()}
 
 
-def run(min_run_time: float = 0.5) -> str:
+DEVICES = ("cpu",)
+
+
+def run(min_run_time: float = 0.5, devices: tuple[str, ...] = ("cpu",)) -> str:
+    """Run every case on the CPU (the only entry of DEVICES) and return the report."""
     step = measure(training_step(), min_run_time)
     lines = [f"synthetic data on the CPU, {torch.get_num_threads()} threads; one training step of the study's CNN "
              f"(batch {BATCH} x 1x{SIZE}^2, forward + backward + Adam): {step.median * 1e3:.1f} ms",

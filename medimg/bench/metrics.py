@@ -2,7 +2,9 @@
 
 Cases (random labels, seed 0): 2D batch 32 x 256 x 256 with 4 classes in uint8 and int64,
 3D batch 2 x 128^3 int64. Every implementation computes the same [tp, fp, fn] (or the
-peer's own Dice and IoU) from the same label maps; ratios are medimg's speed-up.
+peer's own Dice and IoU) from the same label maps; ratios are medimg's speed-up. On a CUDA
+device the same cases run there, plus a 2D uint8 batch of 512 x 512 x 512 (far larger than the
+L2 cache) for the fraction of the card's copy bandwidth.
 """
 
 from __future__ import annotations
@@ -30,18 +32,24 @@ class Case:
     shape: tuple[int, ...]
     num_classes: int
     dtype: torch.dtype
+    device: str = "cpu"
 
-    def labels(self, device: str = "cpu") -> tuple[Tensor, Tensor]:
+    def labels(self) -> tuple[Tensor, Tensor]:
         g = torch.Generator().manual_seed(0)
         pred = torch.randint(0, self.num_classes, self.shape, generator=g).to(self.dtype)
         target = torch.randint(0, self.num_classes, self.shape, generator=g).to(self.dtype)
-        return pred.to(device), target.to(device)
+        return pred.to(self.device), target.to(self.device)
 
 
+DEVICES = ("cpu", "cuda")
 CASES = (
     Case("2D 32x256x256 uint8, 4 classes", (32, 256, 256), 4, torch.uint8),
     Case("2D 32x256x256 int64, 4 classes", (32, 256, 256), 4, torch.int64),
     Case("3D 2x128^3 int64, 4 classes", (2, 128, 128, 128), 4, torch.int64),
+)
+CUDA_CASES = (
+    *(Case(f"cuda {case.name}", case.shape, case.num_classes, case.dtype, "cuda") for case in CASES),
+    Case("cuda 2D 512x512x512 uint8, 4 classes", (512, 512, 512), 4, torch.uint8, "cuda"),
 )
 
 
@@ -102,22 +110,27 @@ def implementations(case: Case) -> Implementations:
     """Name -> (callable, bytes it must read or None) for one case."""
     pred, target = case.labels()
     k = case.num_classes
-    pn, tn = pred.numpy(), target.numpy()
     impls: Implementations = {
         MEDIMG: (lambda: segmentation_stats(pred, target, k), pred.nbytes + target.nbytes),
         "torch.bincount (joint index)": (lambda: bincount_stats_torch(pred, target, k), pred.nbytes + target.nbytes),
-        "numpy.bincount (joint index)": (lambda: bincount_stats_numpy(pn, tn, k), pred.nbytes + target.nbytes),
         "one-hot formula (MONAI-style)": (lambda: one_hot_stats(pred, target, k), None),
     }
+    if case.device == "cpu":
+        pn, tn = pred.numpy(), target.numpy()
+        impls["numpy.bincount (joint index)"] = (lambda: bincount_stats_numpy(pn, tn, k), pred.nbytes + target.nbytes)
     for name, fn in _peers(pred, target, k).items():
         impls[name] = (fn, None)
     return impls
 
 
-def run(min_run_time: float = 0.5) -> str:
-    """Run every case and return the report (also the copy bandwidth and thread count)."""
-    bandwidth = copy_bandwidth(min_run_time=min_run_time)
-    rows = measure_cases(CASES, implementations, min_run_time)
-    header = (f"segmentation statistics on the CPU, {torch.get_num_threads()} threads; "
-              f"copy bandwidth {bandwidth / 1e9:.1f} GB/s (bytes copied / s)")
-    return header + format_rows(rows, MEDIMG, bandwidth)
+def run(min_run_time: float = 0.5, devices: tuple[str, ...] = ("cpu",)) -> str:
+    """Run every case on each of `devices` ("cpu", "cuda") and return the report (also the
+    copy bandwidth and thread count)."""
+    reports = []
+    for device in devices:
+        bandwidth = copy_bandwidth(device=device, min_run_time=min_run_time)
+        rows = measure_cases(CASES if device == "cpu" else CUDA_CASES, implementations, min_run_time)
+        where = f"the CPU, {torch.get_num_threads()} threads" if device == "cpu" else torch.cuda.get_device_name()
+        header = f"segmentation statistics on {where}; copy bandwidth {bandwidth / 1e9:.1f} GB/s (bytes copied / s)"
+        reports.append(header + format_rows(rows, MEDIMG, bandwidth))
+    return "\n\n".join(reports)

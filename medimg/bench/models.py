@@ -105,7 +105,11 @@ def label(backend: str) -> str:
     return f'backend="{backend}"'
 
 
-def run(min_run_time: float = 0.5) -> str:
+DEVICES = ("cpu",)
+
+
+def run(min_run_time: float = 0.5, devices: tuple[str, ...] = ("cpu",)) -> str:
+    """Run every case on the CPU (the only entry of DEVICES) and return the report."""
     rows = [Row(case.name, label(backend), measure(case.step(backend), min_run_time), None, case.items)
             for case in CASES for backend in BACKENDS]
     header = (f"training step (forward + backward + Adam) on the CPU, {torch.get_num_threads()} threads; "
