@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "common/float_types.h"
 #include "common/macros.h"
@@ -154,16 +155,22 @@ MEDIMG_HD F tap_weight(int k, const F* frac, int axis) {
 }
 
 // Lower corner of the interpolation cell around a point, and the fractions towards the upper one.
-template <class F, int kDims>
-MEDIMG_HD void lower_corner(const F* coord, int64_t* lower, F* frac) {
+// I: the index type (int64 on the CPU; int32 on CUDA, where 64-bit integer arithmetic costs
+// several instructions per operation).
+template <class F, int kDims, class I = int64_t>
+MEDIMG_HD void lower_corner(const F* coord, I* lower, F* frac) {
   for (int r = 0; r < kDims; ++r) {
     const F fl = floor(coord[r]);
-    lower[r] = int64_t(fl);
+    lower[r] = I(fl);
     frac[r] = coord[r] - fl;
   }
 }
 
-MEDIMG_HD bool in_bounds(int64_t i, int64_t size) { return i >= 0 && i < size; }
+// 0 <= i < size, as one unsigned comparison.
+template <class I>
+MEDIMG_HD bool in_bounds(I i, int64_t size) {
+  return uint64_t(int64_t(i)) < uint64_t(size);
+}
 
 // Index of the nearest pixel: round half to even, as grid_sample (nearbyint). Coordinates
 // are bounded to 2^30, so I may be int32 (which vectorises on the CPU).
@@ -177,35 +184,40 @@ MEDIMG_HD I nearest_index(F x) {
 // the CPU kernels run it on the few pixels per row next to the image border. src: the
 // sample's channel 0; dst: the pixel in channel 0, channels `plane` elements apart. Values
 // are read and written through load_as / store_as (bilinear) or copied (nearest).
-template <class T, class F, int kDims, Interp kInterp, Padding kPad>
+// I indexes within one channel plane, so the caller guarantees plane offsets fit in I. Offsets
+// of taps outside the image are computed in unsigned arithmetic (wrapping, never overflowing)
+// and then discarded.
+template <class T, class F, int kDims, Interp kInterp, Padding kPad, class I = int64_t>
 MEDIMG_HD void sample_point(const T* src, const F* raw, const WarpGeometry& g, bool align, T* dst, int64_t plane) {
+  using U = std::make_unsigned_t<I>;
   F coord[kDims];
   for (int r = 0; r < kDims; ++r) coord[r] = padded_coordinate<kPad>(raw[r], g.size[r], align);
   if constexpr (kInterp == Interp::Nearest) {
     bool ok = true;
-    int64_t o = 0;
+    U o = 0;
     for (int r = 0; r < kDims; ++r) {
-      const int64_t q = nearest_index<int64_t>(coord[r]);
+      const I q = nearest_index<I>(coord[r]);
       ok = ok && in_bounds(q, g.size[r]);
-      o += q * g.stride[r];
+      o += U(q) * U(g.stride[r]);
     }
-    for (int64_t c = 0; c < g.c; ++c) dst[c * plane] = ok ? src[c * g.channel_stride + o] : T{};
+    const I off = ok ? I(o) : I(0);
+    for (int64_t c = 0; c < g.c; ++c) dst[c * plane] = ok ? src[c * g.channel_stride + off] : T{};
   } else {
     constexpr int kTaps = 1 << kDims;
-    int64_t lo[kDims];
+    I lo[kDims];
     F frac[kDims];
-    lower_corner<F, kDims>(coord, lo, frac);
-    int64_t off[kTaps];
+    lower_corner<F, kDims, I>(coord, lo, frac);
+    I off[kTaps];
     F wt[kTaps];
     for (int k = 0; k < kTaps; ++k) {
       bool ok = true;
-      int64_t o = 0;
+      U o = 0;
       for (int r = 0; r < kDims; ++r) {
-        const int64_t q = lo[r] + ((k >> r) & 1);
+        const I q = lo[r] + I((k >> r) & 1);
         ok = ok && in_bounds(q, g.size[r]);
-        o += q * g.stride[r];
+        o += U(q) * U(g.stride[r]);
       }
-      off[k] = ok ? o : 0;
+      off[k] = ok ? I(o) : I(0);
       wt[k] = ok ? tap_weight<F, kDims>(k, frac, -1) : F(0);
     }
     for (int64_t c = 0; c < g.c; ++c) {

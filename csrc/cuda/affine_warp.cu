@@ -1,9 +1,14 @@
 // Affine warp on the GPU: one thread per output pixel computes its coordinates and taps once
-// and serves every channel; writes are coalesced along W. Backward: atomics scatter into a
-// float32/float64 grad_input, and d(loss)/d(M) is reduced per block then added atomically.
-// Coordinate, padding and tap arithmetic is common/affine_sample.h, as on the CPU.
+// and serves every channel; a warp covers 32 pixels of one row, so writes are coalesced.
+// Index arithmetic is 32-bit within a channel plane (the host checks that plane offsets fit):
+// 64-bit division and multiplication would cost more instructions than the sampling itself.
+// Backward: atomics scatter into a float32/float64 grad_input, and d(loss)/d(M) is reduced per
+// block then added atomically. Coordinate, padding and tap arithmetic is
+// common/affine_sample.h, as on the CPU.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <climits>
 #include <type_traits>
 
 #include "common/affine_sample.h"
@@ -31,19 +36,50 @@ __device__ __forceinline__ void raw_coordinates(const double* m, int64_t w, int6
   }
 }
 
+// Forward tiles: 32 x 8 output pixels of one (sample, depth) slice per block. The y and z grid
+// axes stride over rows and slices, so any height and batch fit the grid's 65535 limit.
+constexpr int kTileW = 32, kTileH = 8;
+constexpr unsigned kMaxGridYZ = 65535;
+
 template <class T, int kDims, Interp kInterp, Padding kPad>
-__global__ void __launch_bounds__(kThreads) forward_kernel(TensorView input, const double* coeffs, T* out,
-                                                           bool align, WarpGeometry g) {
+__global__ void __launch_bounds__(kTileW * kTileH) forward_kernel(TensorView input, const double* coeffs, T* out,
+                                                                  bool align, WarpGeometry g) {
   using F = coord_t<T>;
+  const uint32_t w = blockIdx.x * kTileW + threadIdx.x;
+  const uint32_t width = uint32_t(g.size[0]), height = uint32_t(g.size[1]), depth = uint32_t(g.size[2]);
+  if (w >= width) return;
+  const uint32_t slices = uint32_t(g.n) * depth;
   const int64_t plane = g.plane();
-  const int64_t n = blockIdx.y;
-  const int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (p >= plane) return;
-  const int64_t w = p % g.size[0], h = (p / g.size[0]) % g.size[1], d = p / (g.size[0] * g.size[1]);
-  F coord[kDims];
-  raw_coordinates<F, kDims>(coeffs + n * kDims * (kDims + 1), w, h, d, coord);
-  sample_point<T, F, kDims, kInterp, kPad>(input.ptr<const T>() + n * g.sample_stride, coord, g, align,
-                                           out + n * g.c * plane + p, plane);
+  for (uint32_t z = blockIdx.z; z < slices; z += gridDim.z) {
+    const uint32_t n = z / depth, d = z - n * depth;
+    const double* m = coeffs + n * (kDims * (kDims + 1));
+    const T* src = input.ptr<const T>() + int64_t(n) * g.sample_stride;
+    T* dst = out + int64_t(n) * g.c * plane + int64_t(d) * height * width + w;
+    for (uint32_t h = blockIdx.y * kTileH + threadIdx.y; h < height; h += gridDim.y * kTileH) {
+      F coord[kDims];
+      raw_coordinates<F, kDims>(m, w, h, d, coord);
+      sample_point<T, F, kDims, kInterp, kPad, int32_t>(src, coord, g, align, dst + int64_t(h) * width, plane);
+    }
+  }
+}
+
+dim3 forward_grid(const WarpGeometry& g) {
+  const auto tiles = [](int64_t size, int tile) { return unsigned((size + tile - 1) / tile); };
+  return dim3(tiles(g.size[0], kTileW), std::min(tiles(g.size[1], kTileH), kMaxGridYZ),
+              unsigned(std::min<int64_t>(g.n * g.size[2], kMaxGridYZ)));
+}
+
+// Largest element offset within one channel plane of input, and the plane's element count.
+int64_t max_plane_offset(const TensorView& input) {
+  int64_t offset = 0;
+  for (int d = 2; d < input.ndim; ++d) offset += (input.sizes[d] - 1) * input.strides[d];
+  return offset;
+}
+
+int64_t plane_elements(const TensorView& input) {
+  int64_t count = 1;
+  for (int d = 2; d < input.ndim; ++d) count *= input.sizes[d];
+  return count;
 }
 
 template <class T, class G, int kDims, Interp kInterp, Padding kPad>
@@ -149,7 +185,7 @@ struct ForwardLaunch {
     } else {
       const WarpGeometry g = warp_geometry<kDims>(input);
       if (g.n == 0 || g.plane() == 0) return;
-      forward_kernel<T, kDims, kInterp, kPad><<<grid_for(g), kThreads, 0, stream>>>(
+      forward_kernel<T, kDims, kInterp, kPad><<<forward_grid(g), dim3(kTileW, kTileH), 0, stream>>>(
           input, coeffs.ptr<const double>(), out.ptr<T>(), align, g);
       MEDIMG_CUDA_CHECK(cudaGetLastError());
     }
@@ -182,7 +218,10 @@ void affine_warp(const TensorView& input, const TensorView& coeffs, const Tensor
   check_warp_views(input, coeffs, out, "out");
   MEDIMG_CHECK_ARG(out.dtype == input.dtype, "out must have the dtype of input");
   MEDIMG_CHECK_ARG(coeffs.dtype == DType::Float64, "coeffs must be float64");
-  MEDIMG_CHECK_ARG(input.sizes[0] <= 65535, "input: at most 65535 samples per call on CUDA");
+  MEDIMG_CHECK_ARG(max_plane_offset(input) <= INT32_MAX && plane_elements(input) <= INT32_MAX,
+                   "input: one channel plane must hold and span fewer than 2^31 elements on CUDA");
+  MEDIMG_CHECK_ARG(input.sizes[0] * (input.ndim == 5 ? input.sizes[2] : 1) <= INT32_MAX,
+                   "input: N * D must be below 2^31 on CUDA");
   DeviceGuard guard(input.device);
   const int dims = input.ndim - 2;
   const auto s = reinterpret_cast<cudaStream_t>(stream);
