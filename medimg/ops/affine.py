@@ -54,14 +54,52 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
         True
     """
     input, theta = _check_affine_args(input, theta, mode, padding_mode, align_corners)
-    if input.dtype == torch.bool:
-        return affine_grid_sample(input.view(torch.uint8), theta, mode, padding_mode, align_corners,
-                                  backend=backend).view(torch.bool)
     if use_compiled(backend, input.device):
-        coeffs = pixel_coefficients(theta, tuple(input.shape[2:]), align_corners)
-        if not bool(torch.isfinite(coeffs).all()):
-            raise ValueError("theta: values so large that the sampling matrix overflows float64")
-        return torch.ops.medimg.affine_sample(input, coeffs, mode, padding_mode, align_corners)
+        coeffs = _checked_coefficients(theta, tuple(input.shape[2:]), align_corners)
+        return _sample(input, coeffs, mode, padding_mode, align_corners)
+    _check_finite_theta(theta)
+    return _reference_sample(input, theta, mode, padding_mode, align_corners)
+
+
+def warp_image_and_labels(image: Tensor, labels: Tensor, theta: Tensor, mode: str, padding_mode: str,
+                          align_corners: bool, backend: str = "auto") -> tuple[Tensor, Tensor]:
+    """``affine_grid_sample`` of an image batch (``mode``) and of its label maps (nearest) by the
+    same theta, with one argument check and one set of pixel coefficients for both (on CUDA:
+    one device sync instead of two). What RandomAffine calls; shapes as affine_grid_sample."""
+    image, theta = _check_affine_args(image, theta, mode, padding_mode, align_corners)
+    labels, _ = _check_affine_args(labels, theta, "nearest", padding_mode, align_corners, name="mask")
+    if labels.shape[2:] != image.shape[2:]:
+        raise ValueError(f"mask: spatial shape {tuple(labels.shape[2:])} differs from image's {tuple(image.shape[2:])}")
+    if use_compiled(backend, image.device):
+        coeffs = _checked_coefficients(theta, tuple(image.shape[2:]), align_corners)
+        return (_sample(image, coeffs, mode, padding_mode, align_corners),
+                _sample(labels, coeffs, "nearest", padding_mode, align_corners))
+    _check_finite_theta(theta)
+    return (_reference_sample(image, theta, mode, padding_mode, align_corners),
+            _reference_sample(labels, theta, "nearest", padding_mode, align_corners))
+
+
+def _checked_coefficients(theta: Tensor, spatial: tuple[int, ...], align_corners: bool) -> Tensor:
+    """pixel_coefficients, checked finite with one check (one device sync on CUDA): a
+    non-finite theta gives non-finite coefficients, so theta is looked at only then."""
+    coeffs = pixel_coefficients(theta, spatial, align_corners)
+    if not bool(torch.isfinite(coeffs).all()):
+        _check_finite_theta(theta)
+        raise ValueError("theta: values so large that the sampling matrix overflows float64")
+    return coeffs
+
+
+def _sample(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
+    """The compiled op; bool masks travel as uint8."""
+    if input.dtype == torch.bool:
+        return _sample(input.view(torch.uint8), coeffs, mode, padding_mode, align_corners).view(torch.bool)
+    return torch.ops.medimg.affine_sample(input, coeffs, mode, padding_mode, align_corners)
+
+
+def _reference_sample(input: Tensor, theta: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
+    """The F.affine_grid + F.grid_sample reference; bool masks travel as uint8."""
+    if input.dtype == torch.bool:
+        return _reference_sample(input.view(torch.uint8), theta, mode, padding_mode, align_corners).view(torch.bool)
     return _reference.affine_grid_sample(input, theta, mode, padding_mode, align_corners)
 
 
@@ -86,25 +124,27 @@ def pixel_coefficients(theta: Tensor, spatial: tuple[int, ...], align_corners: b
             shift.append([(out_size / a - out_size) / 2 for a in sizes])
     unscale = [(s - 1) / 2 if align_corners else s / 2 for s in sizes]
     centre = [(s - 1) / 2 for s in sizes]
-    as_tensor = lambda values: torch.tensor(values, dtype=torch.float64, device=theta.device)  # noqa: E731
+    # One host-to-device copy for all the factors (rows: ratio, shift, then unscale and centre).
+    factors = torch.tensor([*ratio, *shift, unscale, centre], dtype=torch.float64).to(theta.device)
     t = theta.to(torch.float64)
-    linear = t[..., :k] * as_tensor(ratio)
-    constant = (t[..., :k] * as_tensor(shift)).sum(-1) + as_tensor(unscale) * t[..., k] + as_tensor(centre)
+    linear = t[..., :k] * factors[:k]
+    constant = (t[..., :k] * factors[k : 2 * k]).sum(-1) + factors[2 * k] * t[..., k] + factors[2 * k + 1]
     return torch.cat([linear, constant.unsqueeze(-1)], dim=-1)
 
 
-def _check_affine_args(input: Tensor, theta: Tensor, mode: str, padding_mode: str, align_corners: bool
-                       ) -> tuple[Tensor, Tensor]:
-    check_tensor("input", input)
+def _check_affine_args(input: Tensor, theta: Tensor, mode: str, padding_mode: str, align_corners: bool,
+                       name: str = "input") -> tuple[Tensor, Tensor]:
+    """Shapes, devices, dtypes and options of one warp; errors name `input` as `name`."""
+    check_tensor(name, input)
     check_tensor("theta", theta)
     if input.dim() not in (4, 5):
-        raise ValueError(f"input: expected (N, C, H, W) or (N, C, D, H, W), got shape {tuple(input.shape)}")
-    check_batch("input", input, 4)
+        raise ValueError(f"{name}: expected (N, C, H, W) or (N, C, D, H, W), got shape {tuple(input.shape)}")
+    check_batch(name, input, 4)
     k = input.dim() - 2
     if tuple(theta.shape) != (input.shape[0], k, k + 1):
         raise ValueError(f"theta: expected shape ({input.shape[0]}, {k}, {k + 1}) for a {input.dim()}-d input, "
                          f"got {tuple(theta.shape)}")
-    check_same_device(input=input, theta=theta)
+    check_same_device(**{name: input, "theta": theta})
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {tuple(MODES)}, got {mode!r}")
     if padding_mode not in PADDING_MODES:
@@ -112,15 +152,18 @@ def _check_affine_args(input: Tensor, theta: Tensor, mode: str, padding_mode: st
     if not isinstance(align_corners, bool):
         raise TypeError(f"align_corners: expected a bool, got {type(align_corners).__name__}")
     if input.dtype not in FLOAT_DTYPES and input.dtype not in INTEGER_DTYPES and input.dtype != torch.bool:
-        raise TypeError(f"input: unsupported dtype {input.dtype}")
+        raise TypeError(f"{name}: unsupported dtype {input.dtype}")
     if not input.is_floating_point() and mode != "nearest":
-        raise ValueError(f"input: {input.dtype} labels need mode='nearest' (bilinear would invent labels), "
+        raise ValueError(f"{name}: {input.dtype} labels need mode='nearest' (bilinear would invent labels), "
                          f"got mode={mode!r}")
     if not theta.is_floating_point():
         raise TypeError(f"theta: expected a floating dtype, got {theta.dtype}")
+    return input, theta
+
+
+def _check_finite_theta(theta: Tensor) -> None:
     if not bool(torch.isfinite(theta).all()):
         raise ValueError("theta: holds NaN or infinite values")
-    return input, theta
 
 
 # ----------------------------------------------------------------------------- custom ops

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from medimg.ops._boundary import check_backend, check_tensor
-from medimg.ops.affine import MODES, PADDING_MODES, affine_grid_sample
+from medimg.ops.affine import MODES, PADDING_MODES, affine_grid_sample, warp_image_and_labels
 from medimg.transforms._sampling import (
     as_range,
     bernoulli,
@@ -91,12 +91,11 @@ class RandomAffine:
         mask_view = None if mask is None else self._mask_as_batch(mask, image)
         dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
         theta = self.sample_theta(image.shape[0], spatial, image.device, generator).to(dtype)
-        warped = affine_grid_sample(image, theta, self.mode, self.padding_mode, self.align_corners,
-                                    backend=self.backend)
         if mask_view is None:
-            return warped, None
-        warped_mask = affine_grid_sample(mask_view, theta, "nearest", self.padding_mode, self.align_corners,
-                                         backend=self.backend)
+            return affine_grid_sample(image, theta, self.mode, self.padding_mode, self.align_corners,
+                                      backend=self.backend), None
+        warped, warped_mask = warp_image_and_labels(image, mask_view, theta, self.mode, self.padding_mode,
+                                                    self.align_corners, self.backend)
         return warped, warped_mask.view(mask.shape)
 
     @staticmethod
