@@ -2,15 +2,17 @@
 batch), on the cases of medimg.bench.models.CASES; ``medimg bench models`` prints the ratios."""
 
 import pytest
+import torch
 
 from medimg.bench import models
 
-PARAMS = [pytest.param(case, backend, id=f"{case.name}|{backend}")
-          for case in models.CASES for backend in models.BACKENDS]
+DEVICES = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+PARAMS = [pytest.param(case, backend, device, id=f"{device} {case.name}|{backend}")
+          for device in DEVICES for case in models.CASES for backend in models.BACKENDS]
 
 
-@pytest.mark.parametrize(("case", "backend"), PARAMS)
-def test_training_step(benchmark, case, backend):
-    benchmark.group = case.name
+@pytest.mark.parametrize(("case", "backend", "device"), PARAMS)
+def test_training_step(benchmark, case, backend, device):
+    benchmark.group = f"{device} {case.name}"
     benchmark.extra_info["items"] = case.items
-    benchmark(case.step(backend))
+    benchmark(case.step(backend, device))

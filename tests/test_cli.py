@@ -128,8 +128,8 @@ def test_bench_device_without_cuda_is_refused(capsys):
         pytest.skip("this machine has CUDA")
     assert main(["bench", "metrics", "--device", "cuda"]) == 1
     assert "nothing to run on cuda" in capsys.readouterr().out
-    assert main(["bench", "models", "--device", "cuda"]) == 1
-    assert "runs on cpu" in capsys.readouterr().out
+    assert main(["bench", "data", "--device", "cuda"]) == 1  # a CPU-only suite
+    assert "this suite runs on cpu;" in capsys.readouterr().out
 
 
 def test_bench_metrics(tiny_bench, capsys):
@@ -231,7 +231,7 @@ def tiny_conv_bench(monkeypatch):
 
 
 def test_bench_conv(tiny_conv_bench, capsys):
-    assert main(["bench", "conv", "--min-run-time", "0.01"]) == 0
+    assert main(["bench", "conv", "--min-run-time", "0.01", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("conv2d (NCHW) on the CPU") and "first-touch page faults" in out
     assert all(case.name in out for case in tiny_conv_bench)
@@ -292,7 +292,7 @@ def test_bench_models(monkeypatch, capsys):
         bench_models.Case("tiny sequence", partial(bench_models.sequence_step, batch=2, frames=2, size=16), 2),
     )
     monkeypatch.setattr(bench_models, "CASES", small)
-    assert main(["bench", "models", "--min-run-time", "0.01"]) == 0
+    assert main(["bench", "models", "--min-run-time", "0.01", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("training step (forward + backward + Adam)")
     for case in small:

@@ -2,10 +2,10 @@
 model with ``backend="medimg"`` against the same model with ``backend="torch"``, same weights,
 same batch, in one run.
 
-Cases (float32, CPU): CNNClassifier (the study's defaults) on 32 x 1x256^2; UNet (base 32,
-depth 4, batch norm) on 4 x 1x256^2 with 2-class masks; the enhancement GAN (Generator base 32
-depth 3 + PatchDiscriminator, pix2pix losses, both optimiser steps) on 8 x 1x256^2 pairs;
-SequenceClassifier (CNN encoder + GRU) on 32 sequences of 16 frames at 64^2. The ratio is
+Cases (float32, on the CPU and on a CUDA device): CNNClassifier (the study's defaults) on
+32 x 1x256^2; UNet (base 32, depth 4, batch norm) on 4 x 1x256^2 with 2-class masks; the
+enhancement GAN (Generator base 32 depth 3 + PatchDiscriminator, pix2pix losses, both optimiser
+steps) on 8 x 1x256^2 pairs; SequenceClassifier (CNN encoder + GRU) on 32 sequences of 16 frames at 64^2. The ratio is
 (torch-backend time) / (medimg-backend time): above 1 means medimg trains faster.
 """
 
@@ -38,31 +38,32 @@ def _adam_step(model: nn.Module, loss_fn: Callable[[], Tensor]) -> Step:
     return step
 
 
-def cnn_step(backend: str, batch: int = 32, size: int = 256) -> Step:
+def cnn_step(backend: str, device: str = "cpu", batch: int = 32, size: int = 256) -> Step:
     """Cross-entropy step of the study's CNN classifier."""
     torch.manual_seed(0)
-    model = CNNClassifier(backend=backend)
-    images, labels = torch.rand(batch, 1, size, size), torch.randint(0, 2, (batch,))
+    model = CNNClassifier(backend=backend).to(device)
+    images, labels = torch.rand(batch, 1, size, size).to(device), torch.randint(0, 2, (batch,)).to(device)
     return _adam_step(model, lambda: F.cross_entropy(model(images), labels))
 
 
-def unet_step(backend: str, batch: int = 4, size: int = 256) -> Step:
+def unet_step(backend: str, device: str = "cpu", batch: int = 4, size: int = 256) -> Step:
     """Cross-entropy step of the U-Net on 2-class masks."""
     torch.manual_seed(0)
-    model = UNet(backend=backend)
-    images, masks = torch.rand(batch, 1, size, size), torch.randint(0, 2, (batch, size, size))
+    model = UNet(backend=backend).to(device)
+    images, masks = torch.rand(batch, 1, size, size).to(device), torch.randint(0, 2, (batch, size, size)).to(device)
     return _adam_step(model, lambda: F.cross_entropy(model(images), masks))
 
 
-def gan_step(backend: str, batch: int = 8, size: int = 256) -> Step:
+def gan_step(backend: str, device: str = "cpu", batch: int = 8, size: int = 256) -> Step:
     """One pix2pix iteration: a discriminator step on (degraded, clean) vs (degraded, G(degraded)),
     then a generator step on the adversarial + 100 x L1 loss."""
     torch.manual_seed(0)
-    gen, disc = Generator(base=32, depth=3, backend=backend), PatchDiscriminator(2, base=64, backend=backend)
+    gen = Generator(base=32, depth=3, backend=backend).to(device)
+    disc = PatchDiscriminator(2, base=64, backend=backend).to(device)
     opt_g = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
     loss = AdversarialLoss("bce", l1_weight=100.0)
-    clean = torch.rand(batch, 1, size, size)
+    clean = torch.rand(batch, 1, size, size).to(device)
     degraded = (clean + 0.1 * torch.randn_like(clean)).clamp(0, 1)
 
     def step() -> None:
@@ -78,18 +79,18 @@ def gan_step(backend: str, batch: int = 8, size: int = 256) -> Step:
     return step
 
 
-def sequence_step(backend: str, batch: int = 32, frames: int = 16, size: int = 64) -> Step:
+def sequence_step(backend: str, device: str = "cpu", batch: int = 32, frames: int = 16, size: int = 64) -> Step:
     """Cross-entropy step of a CNN + GRU cine-sequence classifier."""
     torch.manual_seed(0)
-    model = SequenceClassifier(num_classes=2, rnn="gru", backend=backend)
-    clips, labels = torch.rand(batch, frames, 1, size, size), torch.randint(0, 2, (batch,))
+    model = SequenceClassifier(num_classes=2, rnn="gru", backend=backend).to(device)
+    clips, labels = torch.rand(batch, frames, 1, size, size).to(device), torch.randint(0, 2, (batch,)).to(device)
     return _adam_step(model, lambda: F.cross_entropy(model(clips), labels))
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
-    step: Callable[[str], Step]
+    step: Callable[[str, str], Step]  # (backend, device) -> one training step
     items: int  # images (or sequences) per step
 
 
@@ -105,13 +106,19 @@ def label(backend: str) -> str:
     return f'backend="{backend}"'
 
 
-DEVICES = ("cpu",)
+DEVICES = ("cpu", "cuda")
 
 
 def run(min_run_time: float = 0.5, devices: tuple[str, ...] = ("cpu",)) -> str:
-    """Run every case on the CPU (the only entry of DEVICES) and return the report."""
-    rows = [Row(case.name, label(backend), measure(case.step(backend), min_run_time), None, case.items)
-            for case in CASES for backend in BACKENDS]
-    header = (f"training step (forward + backward + Adam) on the CPU, {torch.get_num_threads()} threads; "
-              f"speed-up = torch-backend time / medimg-backend time, same weights and batch")
-    return header + format_rows(rows, label("medimg"), None)
+    """Run every case on each of `devices` ("cpu", "cuda") and return the report."""
+    reports = []
+    for device in devices:
+        prefix = "" if device == "cpu" else f"{device} "
+        rows = [Row(prefix + case.name, label(backend), measure(case.step(backend, device), min_run_time), None,
+                    case.items)
+                for case in CASES for backend in BACKENDS]
+        where = f"the CPU, {torch.get_num_threads()} threads" if device == "cpu" else torch.cuda.get_device_name()
+        header = (f"training step (forward + backward + Adam) on {where}; "
+                  f"speed-up = torch-backend time / medimg-backend time, same weights and batch")
+        reports.append(header + format_rows(rows, label("medimg"), None))
+    return "\n\n".join(reports)
