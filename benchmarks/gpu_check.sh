@@ -9,7 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 logs=$(realpath -m "${1:-gpu-logs}")
 shift || true
-stages=${*:-build tests bench-augment bench-metrics bench-conv}
+stages=${*:-build tests bench-augment bench-metrics bench-conv bench-models}
 mkdir -p "$logs"
 export PYTHONUNBUFFERED=1
 
