@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 logs=$(realpath -m "${1:-gpu-logs}")
 shift || true
 stages=${*:-build tests bench-augment bench-metrics bench-conv bench-models}
+for s in $stages; do  # refuse a misspelt stage before spending device time on the others
+  case $s in build|tests|tests-all|bench-*) ;; *) echo "unknown stage $s"; exit 2 ;; esac
+done
 mkdir -p "$logs"
 export PYTHONUNBUFFERED=1
 
@@ -44,6 +47,5 @@ for s in $stages; do
       stage tests-all 400 python3 -P -m pytest -q -p no:cacheprovider -n 8 --timeout 240 tests ;;
     bench-*)
       stage "$s" "${BENCH_LIMIT:-150}" medimg bench "${s#bench-}" --device cuda --min-run-time 0.2 ;;
-    *) echo "unknown stage $s"; exit 2 ;;
   esac
 done
