@@ -429,6 +429,18 @@ def test_gradcheck_nearest_input(shape, padding_mode):
     assert theta.grad is not None and torch.equal(theta.grad, torch.zeros_like(theta))
 
 
+def gradients_and_reference(x: Tensor, theta: Tensor, grad_out: Tensor, mode: str, padding_mode: str,
+                            align_corners: bool) -> list[tuple[Tensor, Tensor]]:
+    """[(d/dx, d/dtheta) of medimg's warp, the same of torch's] for the output gradient grad_out."""
+    grads = []
+    for fn in (lambda a, b: affine_grid_sample(a, b, mode, padding_mode, align_corners, backend="medimg"),
+               lambda a, b: reference(a, b, mode, padding_mode, align_corners)):
+        a, b = x.clone().requires_grad_(), theta.clone().requires_grad_()
+        fn(a, b).backward(grad_out)
+        grads.append((a.grad, b.grad))
+    return grads
+
+
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("padding_mode", PADDINGS)
 @pytest.mark.parametrize("mode", MODES)
@@ -439,13 +451,7 @@ def test_float32_gradients_match_torch(cpu_isa, shape, mode, padding_mode, align
     grad_out = torch.randn(shape, generator=gen)
     for kind in ("mild", "zoom_out"):
         theta = random_theta(shape[0], len(shape) - 2, kind, gen, torch.float32)
-        grads = []
-        for fn in (lambda a, b: affine_grid_sample(a, b, mode, padding_mode, align_corners, backend="medimg"),
-                   lambda a, b: reference(a, b, mode, padding_mode, align_corners)):
-            a, b = x.clone().requires_grad_(), theta.clone().requires_grad_()
-            fn(a, b).backward(grad_out)
-            grads.append((a.grad, b.grad))
-        (gx, gt), (rx, rt) = grads
+        (gx, gt), (rx, rt) = gradients_and_reference(x, theta, grad_out, mode, padding_mode, align_corners)
         torch.testing.assert_close(gx, rx, rtol=0, atol=1e-4 * float(rx.abs().max()) + 1e-6)
         torch.testing.assert_close(gt, rt, rtol=0, atol=1e-3 * float(rt.abs().max()) + 1e-5)
 
@@ -778,13 +784,7 @@ def test_cuda_gradients_match_torch(shape, mode, padding_mode, align_corners):
         grad_out = torch.randn(shape, generator=gen, dtype=dtype).to(CUDA)
         for kind in ("mild", "zoom_out"):
             theta = random_theta(shape[0], len(shape) - 2, kind, gen, dtype).to(CUDA)
-            grads = []
-            for fn in (lambda a, b: affine_grid_sample(a, b, mode, padding_mode, align_corners, backend="medimg"),
-                       lambda a, b: reference(a, b, mode, padding_mode, align_corners)):
-                a, b = x.clone().requires_grad_(), theta.clone().requires_grad_()
-                fn(a, b).backward(grad_out)
-                grads.append((a.grad, b.grad))
-            (gx, gt), (rx, rt) = grads
+            (gx, gt), (rx, rt) = gradients_and_reference(x, theta, grad_out, mode, padding_mode, align_corners)
             torch.testing.assert_close(gx, rx, rtol=0, atol=eps * float(rx.abs().max()) + 1e-6)
             torch.testing.assert_close(gt, rt, rtol=0, atol=eps * float(rt.abs().max()) + 1e-5)
 
