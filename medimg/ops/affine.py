@@ -54,11 +54,8 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
         True
     """
     input, theta = _check_affine_args(input, theta, mode, padding_mode, align_corners)
-    if use_compiled(backend, input.device):
-        coeffs = _checked_coefficients(theta, tuple(input.shape[2:]), align_corners)
-        return _sample(input, coeffs, mode, padding_mode, align_corners)
-    _check_finite_theta(theta)
-    return _reference_sample(input, theta, mode, padding_mode, align_corners)
+    coeffs = _kernel_coefficients(input, theta, align_corners, backend)
+    return _warp(input, theta, coeffs, mode, padding_mode, align_corners)
 
 
 def warp_image_and_labels(image: Tensor, labels: Tensor, theta: Tensor, mode: str, padding_mode: str,
@@ -70,37 +67,34 @@ def warp_image_and_labels(image: Tensor, labels: Tensor, theta: Tensor, mode: st
     labels, _ = _check_affine_args(labels, theta, "nearest", padding_mode, align_corners, name="mask")
     if labels.shape[2:] != image.shape[2:]:
         raise ValueError(f"mask: spatial shape {tuple(labels.shape[2:])} differs from image's {tuple(image.shape[2:])}")
-    if use_compiled(backend, image.device):
-        coeffs = _checked_coefficients(theta, tuple(image.shape[2:]), align_corners)
-        return (_sample(image, coeffs, mode, padding_mode, align_corners),
-                _sample(labels, coeffs, "nearest", padding_mode, align_corners))
-    _check_finite_theta(theta)
-    return (_reference_sample(image, theta, mode, padding_mode, align_corners),
-            _reference_sample(labels, theta, "nearest", padding_mode, align_corners))
+    coeffs = _kernel_coefficients(image, theta, align_corners, backend)
+    return (_warp(image, theta, coeffs, mode, padding_mode, align_corners),
+            _warp(labels, theta, coeffs, "nearest", padding_mode, align_corners))
 
 
-def _checked_coefficients(theta: Tensor, spatial: tuple[int, ...], align_corners: bool) -> Tensor:
-    """pixel_coefficients, checked finite with one check (one device sync on CUDA): a
-    non-finite theta gives non-finite coefficients, so theta is looked at only then."""
-    coeffs = pixel_coefficients(theta, spatial, align_corners)
+def _kernel_coefficients(input: Tensor, theta: Tensor, align_corners: bool, backend: str) -> Tensor | None:
+    """The compiled kernel's pixel coefficients for `input`, or None where `backend` picks the
+    reference. Either way theta is checked finite, with one check (one device sync on CUDA):
+    a non-finite theta gives non-finite coefficients, so theta is looked at only then."""
+    if not use_compiled(backend, input.device):
+        _check_finite_theta(theta)
+        return None
+    coeffs = pixel_coefficients(theta, tuple(input.shape[2:]), align_corners)
     if not bool(torch.isfinite(coeffs).all()):
         _check_finite_theta(theta)
         raise ValueError("theta: values so large that the sampling matrix overflows float64")
     return coeffs
 
 
-def _sample(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
-    """The compiled op; bool masks travel as uint8."""
+def _warp(input: Tensor, theta: Tensor, coeffs: Tensor | None, mode: str, padding_mode: str, align_corners: bool
+          ) -> Tensor:
+    """The compiled op on `coeffs`, or the F.affine_grid + F.grid_sample reference on theta when
+    there are none; bool masks travel as uint8."""
     if input.dtype == torch.bool:
-        return _sample(input.view(torch.uint8), coeffs, mode, padding_mode, align_corners).view(torch.bool)
+        return _warp(input.view(torch.uint8), theta, coeffs, mode, padding_mode, align_corners).view(torch.bool)
+    if coeffs is None:
+        return _reference.affine_grid_sample(input, theta, mode, padding_mode, align_corners)
     return torch.ops.medimg.affine_sample(input, coeffs, mode, padding_mode, align_corners)
-
-
-def _reference_sample(input: Tensor, theta: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
-    """The F.affine_grid + F.grid_sample reference; bool masks travel as uint8."""
-    if input.dtype == torch.bool:
-        return _reference_sample(input.view(torch.uint8), theta, mode, padding_mode, align_corners).view(torch.bool)
-    return _reference.affine_grid_sample(input, theta, mode, padding_mode, align_corners)
 
 
 def pixel_coefficients(theta: Tensor, spatial: tuple[int, ...], align_corners: bool) -> Tensor:
