@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medimg.bench.report import format_rows
+from medimg.bench.report import device_name, format_rows
 from medimg.bench.suite import Implementations, measure_cases
 from medimg.bench.timing import copy_bandwidth
 from medimg.ops import affine_grid_sample
@@ -194,8 +194,7 @@ def run(min_run_time: float = 0.5, devices: tuple[str, ...] = ("cpu",)) -> str:
         cases = CASES if device == "cpu" else CUDA_CASES
         bandwidth = copy_bandwidth(device=device, min_run_time=min_run_time)
         rows = measure_cases(cases, implementations, min_run_time, items=lambda case: case.shape[0])
-        where = f"the CPU, {torch.get_num_threads()} threads" if device == "cpu" else torch.cuda.get_device_name()
-        header = (f"affine augmentation on {where}; copy bandwidth {bandwidth / 1e9:.1f} GB/s; "
+        header = (f"affine augmentation on {device_name(device)}; copy bandwidth {bandwidth / 1e9:.1f} GB/s; "
                   "% copy bw = (bytes of image + mask) / time / copy bandwidth")
         reports.append(header + format_rows(rows, MEDIMG, bandwidth))
     return "\n\n".join(reports)

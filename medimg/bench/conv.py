@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medimg.bench.report import format_rows
+from medimg.bench.report import device_name, format_rows
 from medimg.bench.suite import Implementations, measure_cases
 from medimg.bench.timing import copy_bandwidth
 from medimg.ops import conv2d
@@ -164,9 +164,7 @@ def run(min_run_time: float = 0.5, devices: tuple[str, ...] = ("cpu",)) -> str:
     flops = {case.name: case.flops for case in cases}
     rows = [replace(row, flops=flops[row.case])
             for row in measure_cases(cases, implementations, min_run_time, items=lambda case: case.batch)]
-    where = [f"the CPU, {torch.get_num_threads()} threads"] if "cpu" in devices else []
-    where += [torch.cuda.get_device_name()] if "cuda" in devices else []
-    header = (f"conv2d (NCHW) on {' and '.join(where)}; "
+    header = (f"conv2d (NCHW) on {' and '.join(map(device_name, devices))}; "
               f"{f'CPU copy bandwidth {bandwidth / 1e9:.1f} GB/s; ' if bandwidth else ''}"
               "GFLOP/s = 2*N*OC*OH*OW*C*KH*KW (x3 fwd+bwd) / time; items = images.\n"
               "The CPU first layer is memory-bound: its 64 MiB output is allocated per call and pays "

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medimg.bench.report import format_rows
+from medimg.bench.report import device_name, format_rows
 from medimg.bench.suite import Implementations, measure_cases
 from medimg.bench.timing import copy_bandwidth
 from medimg.ops import segmentation_stats
@@ -130,7 +130,7 @@ def run(min_run_time: float = 0.5, devices: tuple[str, ...] = ("cpu",)) -> str:
     for device in devices:
         bandwidth = copy_bandwidth(device=device, min_run_time=min_run_time)
         rows = measure_cases(CASES if device == "cpu" else CUDA_CASES, implementations, min_run_time)
-        where = f"the CPU, {torch.get_num_threads()} threads" if device == "cpu" else torch.cuda.get_device_name()
-        header = f"segmentation statistics on {where}; copy bandwidth {bandwidth / 1e9:.1f} GB/s (bytes copied / s)"
+        header = (f"segmentation statistics on {device_name(device)}; "
+                  f"copy bandwidth {bandwidth / 1e9:.1f} GB/s (bytes copied / s)")
         reports.append(header + format_rows(rows, MEDIMG, bandwidth))
     return "\n\n".join(reports)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medimg.bench.report import Row, format_rows
+from medimg.bench.report import Row, device_name, format_rows
 from medimg.bench.timing import measure
 from medimg.losses import AdversarialLoss
 from medimg.nn import CNNClassifier, Generator, PatchDiscriminator, SequenceClassifier, UNet
@@ -117,8 +117,7 @@ def run(min_run_time: float = 0.5, devices: tuple[str, ...] = ("cpu",)) -> str:
         rows = [Row(prefix + case.name, label(backend), measure(case.step(backend, device), min_run_time), None,
                     case.items)
                 for case in CASES for backend in BACKENDS]
-        where = f"the CPU, {torch.get_num_threads()} threads" if device == "cpu" else torch.cuda.get_device_name()
-        header = (f"training step (forward + backward + Adam) on {where}; "
+        header = (f"training step (forward + backward + Adam) on {device_name(device)}; "
                   f"speed-up = torch-backend time / medimg-backend time, same weights and batch")
         reports.append(header + format_rows(rows, label("medimg"), None))
     return "\n\n".join(reports)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from medimg.bench.timing import Timing
+
+
+def device_name(device: str) -> str:
+    """Where a suite ran, for its header: the CPU with its thread count, or the GPU's name."""
+    return f"the CPU, {torch.get_num_threads()} threads" if device == "cpu" else torch.cuda.get_device_name()
 
 
 @dataclass(frozen=True)
