@@ -396,6 +396,33 @@ def test_non_contiguous_input(cpu_isa, layout, dtype, mode):
             torch.testing.assert_close(got, reference(x, theta, mode, padding_mode), rtol=0, atol=1e-10)
 
 
+WIDE_THETAS = {  # near the identity (long interior runs that cross rows), one of them flipped along x
+    2: [[[1.02, 0.003, 0.01], [-0.2, 0.97, 0.02]], [[-1.01, 0.0, 0.0], [0.1, 1.0, -0.03]]],
+    3: [[[0.98, 0.01, 0.0, 0.02], [0.15, 1.01, 0.02, 0.0], [-0.1, 0.0, 0.99, 0.01]]],
+}
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_rows_wider_than_a_kernel_segment(cpu_isa, dims):
+    """Rows of several kernel segments (512 pixels) with C = 3: the interior kernels restart their
+    per-segment buffers of offsets and fractions, and every channel reads the same ones. Against
+    float64 torch: float32 coordinates of 1100-pixel rows are ~1e-4 pixel off, hence atol 1e-3."""
+    gen = torch.Generator().manual_seed(11)
+    shape = (2, 3, 40, 1100) if dims == 2 else (1, 3, 6, 8, 700)
+    theta = torch.tensor(WIDE_THETAS[dims])
+    x = random_input(shape, torch.float32, gen)
+    got = affine_grid_sample(x, theta, "bilinear", backend="medimg")
+    expected = reference(x.double(), theta.double()).float()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-3 * float(x.abs().max()))
+
+    labels = torch.randint(0, 200, shape, generator=gen)
+    nearest = affine_grid_sample(labels.float(), theta, "nearest", backend="medimg")
+    assert (nearest != reference(labels.float(), theta, "nearest")).float().mean() < 0.005
+    for dtype in (torch.uint8, torch.int64):  # the same pixels as the float32 nearest path
+        warped = affine_grid_sample(labels.to(dtype), theta, "nearest", backend="medimg")
+        assert warped.dtype == dtype and torch.equal(warped.long(), nearest.long()), dtype
+
+
 # ----------------------------------------------------------------------------- gradients
 
 GRAD_CASES = [(shape, padding_mode, align_corners)

@@ -176,6 +176,37 @@ void reachable_window(const double* m, int64_t w0, int64_t h, int64_t d, int64_t
 }
 
 #if defined(__AVX2__)
+// Both interior kernels run in two passes over a row segment: first the coordinates of every
+// pixel, 8 at a time in registers, into small buffers (the offset of its first tap, and the
+// fractions); then, per channel, the loads and stores from those buffers. Fused into one loop,
+// each group's loads waited on a long chain of coordinate arithmetic, and the offsets of all 8
+// pixels stayed live across the channel loop and spilled: the two passes are 1.3x faster for
+// bilinear and 1.1x for nearest (measured on the Zen 4 here, one thread, 32 x 256^2).
+// Groups of 8, the last one overlapping if need be; buffers hold pixel i at [i - begin].
+
+// Offsets (elements) of the lower corner of the cells of pixels [begin, end), and their
+// fractions along each axis. The lower corner lies in [0, size - 2]: every tap is inside.
+template <int kDims>
+void linear_cells_avx2(const float* base, const float* step, int64_t begin, int64_t end, const WarpGeometry& g,
+                       int32_t* offsets, float (*fractions)[kSegment]) {
+  const __m256 lanes = _mm256_setr_ps(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
+  for (int64_t next = begin; next < end; next += 8) {
+    const int64_t i = std::min(next, end - 8);
+    const __m256 index = _mm256_add_ps(_mm256_set1_ps(float(int32_t(i))), lanes);
+    __m256i offset = _mm256_setzero_si256();
+    for (int r = 0; r < kDims; ++r) {
+      const __m256 coord = _mm256_fmadd_ps(_mm256_set1_ps(step[r]), index, _mm256_set1_ps(base[r]));
+      // interior_window decided in float64; clamp so that float32 rounding cannot step outside.
+      const __m256 last_cell = _mm256_set1_ps(float(g.size[r] - 2));
+      const __m256 low = _mm256_min_ps(_mm256_max_ps(_mm256_floor_ps(coord), _mm256_setzero_ps()), last_cell);
+      _mm256_storeu_ps(fractions[r] + (i - begin), _mm256_sub_ps(coord, low));
+      const __m256i q = _mm256_cvttps_epi32(low);
+      offset = _mm256_add_epi32(offset, r == 0 ? q : _mm256_mullo_epi32(q, _mm256_set1_epi32(int32_t(g.stride[r]))));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(offsets + (i - begin)), offset);
+  }
+}
+
 // Pairs (v[o], v[o + 1]) for 8 offsets o (in floats), split into the left and right values.
 // Each pair is one 64-bit load: as fast as hardware gathers for 2D and a quarter faster for
 // trilinear 3D (measured on the Zen 4 here). Pairs 0,1 | 4,5 and 2,3 | 6,7 share a register
@@ -195,90 +226,79 @@ inline void load_pairs_avx2(const float* plane, const int32_t* o, __m256* left, 
 // taps along x are adjacent, so each of the 2 (2D) or 4 (3D) source rows is one 64-bit load
 // per pixel, and the interpolation is a chain of lerps. Rotated reads defeat the hardware
 // prefetcher, so each group also prefetches where the same pixels kPrefetchRows output rows
-// below will read (prefetch_delta elements further). Groups of 8, the last one overlapping if
-// need be; returns where it stopped (begin when fewer than 8 pixels).
+// below will read (prefetch_delta elements further). Returns where it stopped (begin when
+// fewer than 8 pixels).
 template <int kDims>
 int64_t linear_interior_avx2(const float* base, const float* step, int64_t begin, int64_t end, const WarpGeometry& g,
-                             const float* src, float* dst, int64_t plane, int64_t prefetch_delta) {
+                             const float* src, float* dst, int64_t plane, int64_t prefetch_delta, int32_t* offsets,
+                             float (*fractions)[kSegment]) {
   constexpr int kRows = 1 << (kDims - 1);
-  const __m256 lanes = _mm256_setr_ps(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
-  const __m256i row_stride = _mm256_set1_epi32(int32_t(g.stride[1]));
-  const __m256i slice_stride = _mm256_set1_epi32(int32_t(g.stride[2]));
-  __m256 last_cell[kDims];  // the lower corner of a cell lies in [0, size - 2]
-  for (int r = 0; r < kDims; ++r) last_cell[r] = _mm256_set1_ps(float(g.size[r] - 2));
-  alignas(32) int32_t rows[kRows][8];  // per source row: the offset of each pixel's left tap
   if (end - begin < 8) return begin;
-  for (int64_t next = begin; next < end; next += 8) {
-    const int64_t i = std::min(next, end - 8);  // the last group may overlap the one before
-    const __m256 index = _mm256_add_ps(_mm256_set1_ps(float(int32_t(i))), lanes);
-    __m256 frac[kDims];
-    __m256i offset = _mm256_setzero_si256();
-    for (int r = 0; r < kDims; ++r) {
-      const __m256 coord = _mm256_fmadd_ps(_mm256_set1_ps(step[r]), index, _mm256_set1_ps(base[r]));
-      // interior_window decided in float64; clamp so that float32 rounding cannot step outside.
-      const __m256 low = _mm256_min_ps(_mm256_max_ps(_mm256_floor_ps(coord), _mm256_setzero_ps()), last_cell[r]);
-      frac[r] = _mm256_sub_ps(coord, low);
-      const __m256i q = _mm256_cvttps_epi32(low);
-      offset = _mm256_add_epi32(offset, r == 0 ? q : _mm256_mullo_epi32(q, r == 1 ? row_stride : slice_stride));
-    }
-    for (int k = 0; k < kRows; ++k) {
-      __m256i row = offset;
-      if (k & 1) row = _mm256_add_epi32(row, row_stride);
-      if (k & 2) row = _mm256_add_epi32(row, slice_stride);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(rows[k]), row);
-    }
-    for (int64_t c = 0; c < g.c; ++c) {
-      const float* s = src + c * g.channel_stride;
+  linear_cells_avx2<kDims>(base, step, begin, end, g, offsets, fractions);
+  int64_t row_offset[kRows];  // source row k of a cell: k & 1 one row down, k & 2 one slice deeper
+  for (int k = 0; k < kRows; ++k) row_offset[k] = (k & 1 ? g.stride[1] : 0) + (k & 2 ? g.stride[2] : 0);
+  for (int64_t c = 0; c < g.c; ++c) {
+    const float* s = src + c * g.channel_stride;
+    float* out = dst + c * plane;
+    for (int64_t next = begin; next < end; next += 8) {
+      const int64_t i = std::min(next, end - 8), b = i - begin;
       // One prefetch per group: more of them cost more instructions than they save in misses.
-      _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + rows[0][0]), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + offsets[b]), _MM_HINT_T0);
+      const __m256 fx = _mm256_loadu_ps(fractions[0] + b), fy = _mm256_loadu_ps(fractions[1] + b);
       __m256 along_x[kRows];
       for (int k = 0; k < kRows; ++k) {
         __m256 left, right;
-        load_pairs_avx2(s, rows[k], &left, &right);
-        along_x[k] = _mm256_fmadd_ps(frac[0], _mm256_sub_ps(right, left), left);
+        load_pairs_avx2(s + row_offset[k], offsets + b, &left, &right);
+        along_x[k] = _mm256_fmadd_ps(fx, _mm256_sub_ps(right, left), left);
       }
       __m256 along_y[2];
       for (int k = 0; k < kRows / 2; ++k) {
-        along_y[k] = _mm256_fmadd_ps(frac[1], _mm256_sub_ps(along_x[2 * k + 1], along_x[2 * k]), along_x[2 * k]);
+        along_y[k] = _mm256_fmadd_ps(fy, _mm256_sub_ps(along_x[2 * k + 1], along_x[2 * k]), along_x[2 * k]);
       }
       __m256 value = along_y[0];
-      if constexpr (kDims == 3) value = _mm256_fmadd_ps(frac[2], _mm256_sub_ps(along_y[1], along_y[0]), along_y[0]);
-      _mm256_storeu_ps(dst + c * plane + i, value);
+      if constexpr (kDims == 3) {
+        const __m256 fz = _mm256_loadu_ps(fractions[2] + b);
+        value = _mm256_fmadd_ps(fz, _mm256_sub_ps(along_y[1], along_y[0]), along_y[0]);
+      }
+      _mm256_storeu_ps(out + i, value);
     }
   }
   return end;
 }
 
 // Nearest sampling of any value type (label maps of every integer width, float32), interior
-// pixels only: coordinates round half to even in registers, then each value is one scalar
-// load and store (cheaper than a hardware gather, and it serves 1- and 2-byte labels too).
-// Any strides. Groups of 8, the last one overlapping if need be; returns where it stopped
-// (begin when fewer than 8 pixels).
+// pixels only, any strides: coordinates round half to even in registers into the offsets
+// buffer, then each value is one scalar load and store (cheaper than a hardware gather, and it
+// serves 1- and 2-byte labels too). Returns where it stopped (begin when fewer than 8 pixels).
 template <class T, int kDims>
 int64_t nearest_interior_avx2(const float* base, const float* step, int64_t begin, int64_t end,
-                              const WarpGeometry& g, const T* src, T* dst, int64_t plane, int64_t prefetch_delta) {
-  const __m256 lanes = _mm256_setr_ps(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
-  alignas(32) int32_t offsets[8];
+                              const WarpGeometry& g, const T* src, T* dst, int64_t plane, int64_t prefetch_delta,
+                              int32_t* offsets) {
   if (end - begin < 8) return begin;
+  const __m256 lanes = _mm256_setr_ps(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
   for (int64_t next = begin; next < end; next += 8) {
-    const int64_t i = std::min(next, end - 8);  // the last group may overlap the one before
+    const int64_t i = std::min(next, end - 8);
     const __m256 index = _mm256_add_ps(_mm256_set1_ps(float(int32_t(i))), lanes);
     __m256i offset = _mm256_setzero_si256();
     for (int r = 0; r < kDims; ++r) {
       const __m256 coord = _mm256_fmadd_ps(_mm256_set1_ps(step[r]), index, _mm256_set1_ps(base[r]));
       const __m256 nearest = _mm256_round_ps(coord, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      const __m256 last = _mm256_set1_ps(float(g.size[r] - 1));  // clamp as in linear_interior_avx2
+      const __m256 last = _mm256_set1_ps(float(g.size[r] - 1));  // clamp as in linear_cells_avx2
       const __m256i q = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(nearest, _mm256_setzero_ps()), last));
       offset = _mm256_add_epi32(offset, _mm256_mullo_epi32(q, _mm256_set1_epi32(int32_t(g.stride[r]))));
     }
-    _mm256_store_si256(reinterpret_cast<__m256i*>(offsets), offset);
-    for (int64_t c = 0; c < g.c; ++c) {
-      const T* s = src + c * g.channel_stride;
-      _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + offsets[0]), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + offsets[7]), _MM_HINT_T0);
-      T* out = dst + c * plane + i;
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(offsets + (i - begin)), offset);
+  }
+  for (int64_t c = 0; c < g.c; ++c) {
+    const T* s = src + c * g.channel_stride;
+    T* out = dst + c * plane;
+    for (int64_t next = begin; next < end; next += 8) {
+      const int64_t i = std::min(next, end - 8);
+      const int32_t* o = offsets + (i - begin);
+      _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + o[0]), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + o[7]), _MM_HINT_T0);
 #pragma GCC unroll 8
-      for (int j = 0; j < 8; ++j) out[j] = s[offsets[j]];
+      for (int j = 0; j < 8; ++j) out[i + j] = s[o[j]];
     }
   }
   return end;
@@ -368,13 +388,13 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
           if (g.stride[0] == 1) {
             interior();
             end = linear_interior_avx2<kDims>(base, step, begin, end, g, src, dst + w0, plane,
-                                              prefetch_delta<kDims>(m, g));
+                                              prefetch_delta<kDims>(m, g), lower[0], frac);
           }
         }
         if constexpr (std::is_same_v<F, float> && kInterp == Interp::Nearest) {
           interior();
           end = nearest_interior_avx2<T, kDims>(base, step, begin, end, g, src, dst + w0, plane,
-                                                prefetch_delta<kDims>(m, g));
+                                                prefetch_delta<kDims>(m, g), lower[0]);
         }
 #endif
         general(reach_begin, begin - reach_begin);
