@@ -58,29 +58,35 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
     return _warp(input, theta, coeffs, mode, padding_mode, align_corners)
 
 
-def warp_image_and_labels(image: Tensor, labels: Tensor, theta: Tensor, mode: str, padding_mode: str,
-                          align_corners: bool, backend: str = "auto") -> tuple[Tensor, Tensor]:
-    """``affine_grid_sample`` of an image batch (``mode``) and of its label maps (nearest) by the
-    same theta, with one argument check and one set of pixel coefficients for both (on CUDA:
-    one device sync instead of two). What RandomAffine calls; shapes as affine_grid_sample."""
+def warp_image_and_labels(image: Tensor, labels: Tensor | None, theta: Tensor, mode: str, padding_mode: str,
+                          align_corners: bool, backend: str = "auto", *, theta_is_finite: bool = False
+                          ) -> tuple[Tensor, Tensor | None]:
+    """``affine_grid_sample`` of an image batch (``mode``) and of its label maps (nearest; None:
+    none) by the same theta, with one argument check and one set of pixel coefficients for both.
+    What RandomAffine calls; shapes as affine_grid_sample. ``theta_is_finite=True`` (thetas
+    composed from bounded draws) skips the finiteness check, which on CUDA is a device sync."""
     image, theta = _check_affine_args(image, theta, mode, padding_mode, align_corners)
-    labels, _ = _check_affine_args(labels, theta, "nearest", padding_mode, align_corners, name="mask")
-    if labels.shape[2:] != image.shape[2:]:
-        raise ValueError(f"mask: spatial shape {tuple(labels.shape[2:])} differs from image's {tuple(image.shape[2:])}")
-    coeffs = _kernel_coefficients(image, theta, align_corners, backend)
-    return (_warp(image, theta, coeffs, mode, padding_mode, align_corners),
-            _warp(labels, theta, coeffs, "nearest", padding_mode, align_corners))
+    if labels is not None:
+        labels, _ = _check_affine_args(labels, theta, "nearest", padding_mode, align_corners, name="mask")
+        if labels.shape[2:] != image.shape[2:]:
+            raise ValueError(f"mask: spatial shape {tuple(labels.shape[2:])} differs from image's "
+                             f"{tuple(image.shape[2:])}")
+    coeffs = _kernel_coefficients(image, theta, align_corners, backend, check_finite=not theta_is_finite)
+    warped = _warp(image, theta, coeffs, mode, padding_mode, align_corners)
+    return warped, None if labels is None else _warp(labels, theta, coeffs, "nearest", padding_mode, align_corners)
 
 
-def _kernel_coefficients(input: Tensor, theta: Tensor, align_corners: bool, backend: str) -> Tensor | None:
+def _kernel_coefficients(input: Tensor, theta: Tensor, align_corners: bool, backend: str, check_finite: bool = True
+                         ) -> Tensor | None:
     """The compiled kernel's pixel coefficients for `input`, or None where `backend` picks the
-    reference. Either way theta is checked finite, with one check (one device sync on CUDA):
-    a non-finite theta gives non-finite coefficients, so theta is looked at only then."""
+    reference. Unless told not to, theta is checked finite, with one check (one device sync on
+    CUDA): a non-finite theta gives non-finite coefficients, so theta is looked at only then."""
     if not use_compiled(backend, input.device):
-        _check_finite_theta(theta)
+        if check_finite:
+            _check_finite_theta(theta)
         return None
     coeffs = pixel_coefficients(theta, tuple(input.shape[2:]), align_corners)
-    if not bool(torch.isfinite(coeffs).all()):
+    if check_finite and not bool(torch.isfinite(coeffs).all()):
         _check_finite_theta(theta)
         raise ValueError("theta: values so large that the sampling matrix overflows float64")
     return coeffs
@@ -101,29 +107,37 @@ def pixel_coefficients(theta: Tensor, spatial: tuple[int, ...], align_corners: b
     """M (N, k, k + 1), float64: input pixel coordinate (x, y[, z]) = M · (w, h[, d], 1).
 
     Folds affine_grid's normalised base grid, theta and grid_sample's unnormalisation into
-    one matrix per sample, with torch ops, so gradients reach theta by autograd. The factors
-    are arranged so that an identity theta gives exactly the identity matrix (no rounding).
+    one matrix per sample: row r of M is row r of theta times a constant (k + 1) x (k + 1)
+    matrix, plus a constant row (one batched matmul and one add, differentiable, so gradients
+    reach theta by autograd). The constants are arranged so that an identity theta gives
+    exactly the identity matrix (no rounding).
     """
+    k = len(spatial)
+    # One host-to-device copy for all the constants: per row r, k + 1 rows of its matrix, then its offsets.
+    constants = torch.tensor(_coefficient_constants(spatial, align_corners), dtype=torch.float64).to(theta.device)
+    return torch.matmul(theta.to(torch.float64).unsqueeze(-2), constants[:, : k + 1]).squeeze(-2) + constants[:, k + 1]
+
+
+def _coefficient_constants(spatial: tuple[int, ...], align_corners: bool) -> list[list[list[float]]]:
+    """Per row r of theta (axis x, y[, z]): the (k + 1) x (k + 1) matrix that theta's row r is
+    multiplied by, and the (k + 1) offsets then added, as k + 2 rows of k + 1 numbers."""
     sizes = [float(s) for s in reversed(spatial)]  # axis order x (W), y (H), z (D), as theta's rows
     k = len(sizes)
-    # ratio[r][a]: d(input pixel along r) / d(normalised coordinate along r) * d(normalised along a) / d(pixel a)
-    # shift[r][a]: the same factor times the normalised coordinate of output pixel 0 along a.
-    ratio, shift = [], []
+    rows = []
     for out_size in sizes:
-        if align_corners:
-            ratio.append([(out_size - 1) / (a - 1) if a > 1 else 0.0 for a in sizes])
-            shift.append([-(out_size - 1) / 2 if a > 1 else 0.0 for a in sizes])
-        else:
-            ratio.append([out_size / a for a in sizes])
-            shift.append([(out_size / a - out_size) / 2 for a in sizes])
-    unscale = [(s - 1) / 2 if align_corners else s / 2 for s in sizes]
-    centre = [(s - 1) / 2 for s in sizes]
-    # One host-to-device copy for all the factors (rows: ratio, shift, then unscale and centre).
-    factors = torch.tensor([*ratio, *shift, unscale, centre], dtype=torch.float64).to(theta.device)
-    t = theta.to(torch.float64)
-    linear = t[..., :k] * factors[:k]
-    constant = (t[..., :k] * factors[k : 2 * k]).sum(-1) + factors[2 * k] * t[..., k] + factors[2 * k + 1]
-    return torch.cat([linear, constant.unsqueeze(-1)], dim=-1)
+        matrix = [[0.0] * (k + 1) for _ in range(k + 2)]
+        for a, size in enumerate(sizes):
+            # d(input pixel along r) / d(normalised coordinate along r) * d(normalised along a) / d(pixel a),
+            # then the same factor times the normalised coordinate of output pixel 0 along a.
+            if align_corners:
+                ratio, shift = ((out_size - 1) / (size - 1), -(out_size - 1) / 2) if size > 1 else (0.0, 0.0)
+            else:
+                ratio, shift = out_size / size, (out_size / size - out_size) / 2
+            matrix[a][a], matrix[a][k] = ratio, shift
+        matrix[k][k] = (out_size - 1) / 2 if align_corners else out_size / 2  # theta's constant column
+        matrix[k + 1][k] = (out_size - 1) / 2  # the centre of the input along r
+        rows.append(matrix)
+    return rows
 
 
 def _check_affine_args(input: Tensor, theta: Tensor, mode: str, padding_mode: str, align_corners: bool,

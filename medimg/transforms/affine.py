@@ -3,19 +3,17 @@ one affine warp per sample (one kernel call for the images, one for the masks)."
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from medimg.ops._boundary import check_backend, check_tensor
-from medimg.ops.affine import MODES, PADDING_MODES, affine_grid_sample, warp_image_and_labels
-from medimg.transforms._sampling import (
-    as_range,
-    bernoulli,
-    check_generator,
-    check_image,
-    check_probability,
-    uniform,
-)
+from medimg.ops.affine import MODES, PADDING_MODES, warp_image_and_labels
+from medimg.transforms._sampling import as_range, check_generator, check_image, check_probability
 
 
 class RandomAffine:
@@ -91,12 +89,10 @@ class RandomAffine:
         mask_view = None if mask is None else self._mask_as_batch(mask, image)
         dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
         theta = self.sample_theta(image.shape[0], spatial, image.device, generator).to(dtype)
-        if mask_view is None:
-            return affine_grid_sample(image, theta, self.mode, self.padding_mode, self.align_corners,
-                                      backend=self.backend), None
+        # sample_theta's matrices are finite by construction: no check (on CUDA, no device sync).
         warped, warped_mask = warp_image_and_labels(image, mask_view, theta, self.mode, self.padding_mode,
-                                                    self.align_corners, self.backend)
-        return warped, warped_mask.view(mask.shape)
+                                                    self.align_corners, self.backend, theta_is_finite=True)
+        return warped, None if mask is None else warped_mask.view(mask.shape)
 
     @staticmethod
     def _mask_as_batch(mask: Tensor, image: Tensor) -> Tensor:
@@ -116,43 +112,32 @@ class RandomAffine:
         The forward transform A = T R S D (flips and zoom D, shear S, rotation R, translation
         T, applied in that order) is composed in centred pixel units, so rotations are rigid
         whatever the aspect ratio, and inverted in closed form (D^-1 S^-1 R^T, then the shift):
-        theta maps output coordinates to the input coordinates they sample.
+        theta maps output coordinates to the input coordinates they sample. Every draw of the
+        batch comes from one ``torch.rand`` call, and the few torch ops after it work on the
+        whole batch (their count, not the batch size, is what a call costs).
         """
         k = len(spatial)
-        f64 = torch.float64
-        draw = lambda bounds: uniform(n, bounds, device, generator, f64)  # noqa: E731
-        flip_p = torch.tensor(self.flip_p[:k], dtype=f64, device=device)
-        flips = torch.rand(n, k, device=device, generator=generator, dtype=f64) < flip_p
-        zoom = draw(self.scale)
-        inverse = self._rotation(n, k, draw).transpose(1, 2)  # R^-1
-        if self.shear is not None:  # S = I + tan(a) e_x e_y^T, S^-1 = I - tan(a) e_x e_y^T
-            tan = torch.tan(torch.deg2rad(draw(self.shear))).unsqueeze(1)
-            inverse = torch.cat([(inverse[:, 0] - tan * inverse[:, 1]).unsqueeze(1), inverse[:, 1:]], dim=1)
-        row_scale = torch.where(flips, -1.0, 1.0) / zoom.unsqueeze(1)  # D^-1 scales the rows
+        layout = _draw_layout(self._draw_spec(k), tuple(spatial), self.align_corners, torch.device(device))
+        uniform = torch.rand(n, layout.low.numel(), device=device, generator=generator, dtype=torch.float64)
+        draws = torch.addcmul(layout.low, uniform, layout.span)  # each column mapped to its range
+        events = draws[:, : k + 1] < layout.probabilities  # a flip per axis, then "transform this sample"
+        row_scale = torch.where(events[:, :k], -1.0, 1.0) / draws[:, k + 1 : k + 2]  # D^-1 scales the rows
+        inverse = _inverse_rotation(draws[:, layout.angles])  # R^-1
+        if layout.shear is not None:  # S = I + tan(a) e_x e_y^T, S^-1 = I - tan(a) e_x e_y^T
+            inverse[:, 0] -= torch.tan(draws[:, layout.shear : layout.shear + 1]) * inverse[:, 1]
         inverse = inverse * row_scale.unsqueeze(2)
-
-        # Normalised coordinates are centred pixel coordinates divided by `half` per axis.
-        half = [(s - 1) / 2 if self.align_corners else s / 2 for s in reversed(spatial)]
-        if self.translate is None:
-            shift = torch.zeros(n, k, 1, dtype=f64, device=device)
+        if layout.translate is None:
+            theta = F.pad(inverse, (0, 1))
         else:
-            axes = zip(self.translate[:k], half, strict=True)
-            forward_shift = torch.stack([draw((-t, t)) * (2 * h) for t, h in axes], dim=1)
-            shift = -(inverse @ forward_shift.unsqueeze(2))
-        unit = [max(h, 0.5) for h in half] + [1.0]
-        ratio = torch.tensor([[unit[a] / unit[r] for a in range(k + 1)] for r in range(k)], dtype=f64, device=device)
-        theta = torch.cat([inverse, shift], dim=2) * ratio  # exact 1 on the diagonal ratio
-        apply = bernoulli(n, self.p, device, generator).view(n, 1, 1)
-        return torch.where(apply, theta, torch.eye(k, k + 1, dtype=f64, device=device))
+            shift = -(inverse @ draws[:, layout.translate].unsqueeze(2))
+            theta = torch.cat([inverse, shift], dim=2)
+        return torch.where(events[:, k].view(n, 1, 1), theta * layout.ratio, layout.identity)
 
-    def _rotation(self, n: int, k: int, draw) -> Tensor:
-        if k == 2:
-            return _rotation_2d(torch.deg2rad(draw(self.degrees[0])))
-        angles = [torch.deg2rad(draw(bounds)) for bounds in self.degrees]
-        rz = _embed_rotation(_rotation_2d(angles[0]), (0, 1))
-        ry = _embed_rotation(_rotation_2d(angles[1]), (0, 2))
-        rx = _embed_rotation(_rotation_2d(angles[2]), (1, 2))
-        return rz @ ry @ rx
+    def _draw_spec(self, k: int) -> tuple:
+        """The parameters that shape sample_theta's draws for k spatial dims, hashable."""
+        degrees = tuple(self.degrees[:1] if k == 2 else self.degrees)
+        translate = None if self.translate is None else tuple(self.translate[:k])
+        return degrees, self.scale, self.shear, translate, tuple(self.flip_p[:k]), self.p
 
     def __repr__(self) -> str:
         return (f"RandomAffine(degrees={self.degrees}, scale={self.scale}, translate={self.translate}, "
@@ -160,17 +145,68 @@ class RandomAffine:
                 f"padding_mode={self.padding_mode!r}, align_corners={self.align_corners})")
 
 
-def _rotation_2d(angle: Tensor) -> Tensor:
-    c, s = torch.cos(angle), torch.sin(angle)
-    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+@dataclass(frozen=True)
+class _DrawLayout:
+    """The columns of sample_theta's uniform draws and the constants it combines them with.
+
+    Columns: k flip events and the "apply" event (uniforms, against ``probabilities``), the
+    zoom, the rotation angles (1 in 2D; z, y, x in 3D), then the shear angle and the k
+    translations (pixels) when those are enabled. ``low + span * u`` maps a uniform to its range.
+    """
+
+    low: Tensor
+    span: Tensor
+    probabilities: Tensor
+    angles: slice
+    shear: int | None
+    translate: slice | None
+    ratio: Tensor  # (k, k + 1): centred pixel units to F.affine_grid's normalised ones
+    identity: Tensor
 
 
-def _embed_rotation(rotation: Tensor, axes: tuple[int, int]) -> Tensor:
-    """A 2D rotation (N, 2, 2) acting on two of the three axes (x=0, y=1, z=2)."""
-    out = torch.eye(3, dtype=rotation.dtype, device=rotation.device).repeat(rotation.shape[0], 1, 1)
+@lru_cache(maxsize=64)
+def _draw_layout(spec: tuple, spatial: tuple[int, ...], align_corners: bool, device: torch.device) -> _DrawLayout:
+    degrees, scale, shear, translate, flip_p, p = spec
+    k = len(spatial)
+    # Normalised coordinates are centred pixel coordinates divided by `half` per axis (x, y[, z]).
+    half = [(s - 1) / 2 if align_corners else s / 2 for s in reversed(spatial)]
+    ranges = [(0.0, 1.0)] * (k + 1) + [scale]
+    angles = slice(len(ranges), len(ranges) + len(degrees))
+    ranges += [(math.radians(lo), math.radians(hi)) for lo, hi in degrees]
+    shear_column = None
+    if shear is not None:
+        shear_column = len(ranges)
+        ranges.append((math.radians(shear[0]), math.radians(shear[1])))
+    translate_columns = None
+    if translate is not None:
+        translate_columns = slice(len(ranges), len(ranges) + k)
+        ranges += [(-t * 2 * h, t * 2 * h) for t, h in zip(translate, half, strict=True)]
+    unit = [max(h, 0.5) for h in half] + [1.0]
+
+    def tensor(values: list) -> Tensor:
+        return torch.tensor(values, dtype=torch.float64, device=device)
+
+    return _DrawLayout(
+        low=tensor([lo for lo, _ in ranges]), span=tensor([hi - lo for lo, hi in ranges]),
+        probabilities=tensor([*flip_p, p]), angles=angles, shear=shear_column, translate=translate_columns,
+        ratio=tensor([[unit[a] / unit[r] for a in range(k + 1)] for r in range(k)]),  # exact 1 on the diagonal
+        identity=torch.eye(k, k + 1, dtype=torch.float64, device=device))
+
+
+def _inverse_rotation(angles: Tensor) -> Tensor:
+    """R^-1 = R^T (N, k, k) for angles (N, 1) in 2D, or (N, 3) in 3D: R = Rz Ry Rx, the three
+    rotating about z (the x-y plane), y (x-z) and x (y-z)."""
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    if angles.shape[1] == 1:
+        return torch.cat([cos, sin, -sin, cos], dim=1).view(-1, 2, 2)
+    rz, ry, rx = (_plane_rotation(cos[:, i], sin[:, i], plane) for i, plane in enumerate([(0, 1), (0, 2), (1, 2)]))
+    return (rz @ ry @ rx).transpose(1, 2)
+
+
+def _plane_rotation(cos: Tensor, sin: Tensor, axes: tuple[int, int]) -> Tensor:
+    """(N, 3, 3) rotations by angles of the given cos and sin in the plane of two axes (x=0, y=1, z=2)."""
+    out = torch.eye(3, dtype=cos.dtype, device=cos.device).repeat(cos.shape[0], 1, 1)
     i, j = axes
-    out[:, i, i], out[:, i, j] = rotation[:, 0, 0], rotation[:, 0, 1]
-    out[:, j, i], out[:, j, j] = rotation[:, 1, 0], rotation[:, 1, 1]
+    out[:, i, i], out[:, i, j] = cos, -sin
+    out[:, j, i], out[:, j, j] = sin, cos
     return out
-
-
