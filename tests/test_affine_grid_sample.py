@@ -483,6 +483,22 @@ def test_float32_gradients_match_torch(cpu_isa, shape, mode, padding_mode, align
         torch.testing.assert_close(gt, rt, rtol=0, atol=1e-3 * float(rt.abs().max()) + 1e-5)
 
 
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("shape", [(2, 2, 24, 70), (1, 2, 6, 10, 40)], ids=str)
+def test_float64_gradients_of_long_rows_match_torch(cpu_isa, shape, align_corners):
+    """Rows with long runs of interior pixels (the backward's fast path: no bounds checks, row
+    sums for theta) and their borders, near-identity and rotated thetas, float64 against torch."""
+    gen = torch.Generator().manual_seed(case_seed(shape, align_corners, "long"))
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    grad_out = torch.randn(shape, generator=gen, dtype=torch.float64)
+    k = len(shape) - 2
+    near_identity = torch.tensor(WIDE_THETAS[k][:1], dtype=torch.float64).expand(shape[0], k, k + 1)
+    for theta in (near_identity, random_theta(shape[0], k, "mild", gen)):
+        (gx, gt), (rx, rt) = gradients_and_reference(x, theta, grad_out, "bilinear", "zeros", align_corners)
+        torch.testing.assert_close(gx, rx, rtol=0, atol=1e-10 * float(rx.abs().max()))
+        torch.testing.assert_close(gt, rt, rtol=0, atol=1e-9 * float(rt.abs().max()))
+
+
 # ----------------------------------------------------------------------------- torch.library
 
 def _opcheck_cases() -> list[tuple[tuple[int, ...], str, str, bool]]:
