@@ -6,21 +6,24 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from medimg.bench.report import Row
-from medimg.bench.timing import measure, warm_memory
+from medimg.bench.timing import measure_interleaved, warm_memory
 
 Implementations = dict[str, tuple[Callable[[], object], int | None]]
 
 
 def measure_cases(cases: Iterable[Any], implementations: Callable[[Any], Implementations], min_run_time: float,
                   items: Callable[[Any], int | None] = lambda case: None) -> list[Row]:
-    """Time each implementation of each case (cases have a ``name``). A peer that raises is
-    reported on stdout and left out, so one broken install does not sink the suite."""
+    """Time each implementation of each case (cases have a ``name``), the implementations of a
+    case interleaved (see measure_interleaved). A peer that raises is reported on stdout and
+    left out, so one broken install does not sink the suite."""
     warm_memory()
     rows = []
     for case in cases:
-        for name, (fn, nbytes) in implementations(case).items():
-            try:
-                rows.append(Row(case.name, name, measure(fn, min_run_time), nbytes, items(case)))
-            except Exception as error:
-                print(f"skipped {name} on {case.name}: {type(error).__name__}: {error}")
+        impls = implementations(case)
+
+        def skip(name: str, error: Exception, case: Any = case) -> None:
+            print(f"skipped {name} on {case.name}: {type(error).__name__}: {error}")
+
+        timings = measure_interleaved({name: fn for name, (fn, _) in impls.items()}, min_run_time, on_error=skip)
+        rows += [Row(case.name, name, timing, impls[name][1], items(case)) for name, timing in timings.items()]
     return rows
