@@ -940,6 +940,17 @@ def test_tiny_step_keeps_far_pixels_outside(cpu_isa, dtype, padding_mode):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=0, msg=f"{mode}, {padding_mode}")
 
 
+def test_theta_gradient_after_a_first_call_in_inference_mode():
+    """pixel_coefficients keeps its constants per shape: made inside inference mode, they could
+    not be saved for a later backward."""
+    shape = (2, 1, 13, 11)
+    with torch.inference_mode():
+        affine_grid_sample(torch.rand(shape), torch.eye(2, 3).expand(2, 2, 3), backend="medimg")
+    theta = (torch.eye(2, 3) * 0.9).expand(2, 2, 3).clone().requires_grad_()
+    affine_grid_sample(torch.rand(shape), theta, backend="medimg").sum().backward()
+    assert theta.grad is not None and torch.isfinite(theta.grad).all()
+
+
 def test_overflowing_theta_is_rejected():
     theta = torch.tensor([[[1e308, -1e308, 0.0], [0.0, 1.0, 0.0]]], dtype=torch.float64)
     with pytest.raises(ValueError, match=r"^theta: "):

@@ -3,6 +3,8 @@ in one pass, without materialising the sampling grid."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import Tensor
 
@@ -113,9 +115,21 @@ def pixel_coefficients(theta: Tensor, spatial: tuple[int, ...], align_corners: b
     exactly the identity matrix (no rounding).
     """
     k = len(spatial)
-    # One host-to-device copy for all the constants: per row r, k + 1 rows of its matrix, then its offsets.
-    constants = torch.tensor(_coefficient_constants(spatial, align_corners), dtype=torch.float64).to(theta.device)
+    spatial = tuple(int(s) for s in spatial)
+    if torch.compiler.is_compiling():  # traced into the graph, not looked up in a cache
+        constants = torch.tensor(_coefficient_constants(spatial, align_corners), dtype=torch.float64).to(theta.device)
+    else:
+        constants = _cached_constants(spatial, align_corners, theta.device)
     return torch.matmul(theta.to(torch.float64).unsqueeze(-2), constants[:, : k + 1]).squeeze(-2) + constants[:, k + 1]
+
+
+@lru_cache(maxsize=64)
+def _cached_constants(spatial: tuple[int, ...], align_corners: bool, device: torch.device) -> Tensor:
+    """_coefficient_constants as a float64 tensor on `device`, kept: on CUDA, a host-to-device
+    copy on every call would wait for the stream. Made outside inference mode, so that autograd
+    may save it even if the first call came from inside one."""
+    with torch.inference_mode(False):
+        return torch.tensor(_coefficient_constants(spatial, align_corners), dtype=torch.float64, device=device)
 
 
 def _coefficient_constants(spatial: tuple[int, ...], align_corners: bool) -> list[list[list[float]]]:
