@@ -184,27 +184,38 @@ void reachable_window(const double* m, int64_t w0, int64_t h, int64_t d, int64_t
 // bilinear and 1.1x for nearest (measured on the Zen 4 here, one thread, 32 x 256^2).
 // Groups of 8, the last one overlapping if need be; buffers hold pixel i at [i - begin].
 
+// Calls visit(i, coord) for each 8-pixel group i .. i + 7 of [begin, end) (at least 8 pixels;
+// the last group overlaps the one before if need be), coord[r] holding the group's source
+// coordinates along axis r.
+template <int kDims, class Visit>
+void for_each_group(const float* base, const float* step, int64_t begin, int64_t end, Visit visit) {
+  const __m256 lanes = _mm256_setr_ps(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
+  for (int64_t next = begin; next < end; next += 8) {
+    const int64_t i = std::min(next, end - 8);
+    const __m256 index = _mm256_add_ps(_mm256_set1_ps(float(int32_t(i))), lanes);
+    __m256 coord[kDims];
+    for (int r = 0; r < kDims; ++r) coord[r] = _mm256_fmadd_ps(_mm256_set1_ps(step[r]), index, _mm256_set1_ps(base[r]));
+    visit(i, coord);
+  }
+}
+
 // Offsets (elements) of the lower corner of the cells of pixels [begin, end), and their
 // fractions along each axis. The lower corner lies in [0, size - 2]: every tap is inside.
 template <int kDims>
 void linear_cells_avx2(const float* base, const float* step, int64_t begin, int64_t end, const WarpGeometry& g,
                        int32_t* offsets, float (*fractions)[kSegment]) {
-  const __m256 lanes = _mm256_setr_ps(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
-  for (int64_t next = begin; next < end; next += 8) {
-    const int64_t i = std::min(next, end - 8);
-    const __m256 index = _mm256_add_ps(_mm256_set1_ps(float(int32_t(i))), lanes);
+  for_each_group<kDims>(base, step, begin, end, [&](int64_t i, const __m256* coord) {
     __m256i offset = _mm256_setzero_si256();
     for (int r = 0; r < kDims; ++r) {
-      const __m256 coord = _mm256_fmadd_ps(_mm256_set1_ps(step[r]), index, _mm256_set1_ps(base[r]));
       // interior_window decided in float64; clamp so that float32 rounding cannot step outside.
       const __m256 last_cell = _mm256_set1_ps(float(g.size[r] - 2));
-      const __m256 low = _mm256_min_ps(_mm256_max_ps(_mm256_floor_ps(coord), _mm256_setzero_ps()), last_cell);
-      _mm256_storeu_ps(fractions[r] + (i - begin), _mm256_sub_ps(coord, low));
+      const __m256 low = _mm256_min_ps(_mm256_max_ps(_mm256_floor_ps(coord[r]), _mm256_setzero_ps()), last_cell);
+      _mm256_storeu_ps(fractions[r] + (i - begin), _mm256_sub_ps(coord[r], low));
       const __m256i q = _mm256_cvttps_epi32(low);
       offset = _mm256_add_epi32(offset, r == 0 ? q : _mm256_mullo_epi32(q, _mm256_set1_epi32(int32_t(g.stride[r]))));
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(offsets + (i - begin)), offset);
-  }
+  });
 }
 
 // Pairs (v[o], v[o + 1]) for 8 offsets o (in floats), split into the left and right values.
@@ -275,20 +286,16 @@ int64_t nearest_interior_avx2(const float* base, const float* step, int64_t begi
                               const WarpGeometry& g, const T* src, T* dst, int64_t plane, int64_t prefetch_delta,
                               int32_t* offsets) {
   if (end - begin < 8) return begin;
-  const __m256 lanes = _mm256_setr_ps(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
-  for (int64_t next = begin; next < end; next += 8) {
-    const int64_t i = std::min(next, end - 8);
-    const __m256 index = _mm256_add_ps(_mm256_set1_ps(float(int32_t(i))), lanes);
+  for_each_group<kDims>(base, step, begin, end, [&](int64_t i, const __m256* coord) {
     __m256i offset = _mm256_setzero_si256();
     for (int r = 0; r < kDims; ++r) {
-      const __m256 coord = _mm256_fmadd_ps(_mm256_set1_ps(step[r]), index, _mm256_set1_ps(base[r]));
-      const __m256 nearest = _mm256_round_ps(coord, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m256 nearest = _mm256_round_ps(coord[r], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       const __m256 last = _mm256_set1_ps(float(g.size[r] - 1));  // clamp as in linear_cells_avx2
       const __m256i q = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(nearest, _mm256_setzero_ps()), last));
       offset = _mm256_add_epi32(offset, _mm256_mullo_epi32(q, _mm256_set1_epi32(int32_t(g.stride[r]))));
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(offsets + (i - begin)), offset);
-  }
+  });
   for (int64_t c = 0; c < g.c; ++c) {
     const T* s = src + c * g.channel_stride;
     T* out = dst + c * plane;
