@@ -18,7 +18,7 @@ from helpers import needs_cpu_kernels
 from torch import Tensor
 
 from medimg import _extension
-from medimg.ops import affine_grid_sample
+from medimg.ops import affine, affine_grid_sample
 from medimg.ops.affine import pixel_coefficients, warp_image_and_labels
 
 pytestmark = pytest.mark.filterwarnings("ignore:Since version 1.3.0, affine_grid behavior:UserWarning")
@@ -944,11 +944,26 @@ def test_theta_gradient_after_a_first_call_in_inference_mode():
     """pixel_coefficients keeps its constants per shape: made inside inference mode, they could
     not be saved for a later backward."""
     shape = (2, 1, 13, 11)
+    affine._cached_constants.cache_clear()  # made afresh, inside inference mode
     with torch.inference_mode():
         affine_grid_sample(torch.rand(shape), torch.eye(2, 3).expand(2, 2, 3), backend="medimg")
     theta = (torch.eye(2, 3) * 0.9).expand(2, 2, 3).clone().requires_grad_()
     affine_grid_sample(torch.rand(shape), theta, backend="medimg").sum().backward()
     assert theta.grad is not None and torch.isfinite(theta.grad).all()
+
+
+def test_fake_tensor_mode_leaves_no_fake_constants_behind():
+    """Constants made while FakeTensorMode is active are fake: they must not be kept for later
+    eager calls of the same shape."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    spatial = (7, 9)
+    affine._cached_constants.cache_clear()
+    with FakeTensorMode():
+        fake = pixel_coefficients(torch.eye(2, 3).expand(1, 2, 3), spatial, False)
+    assert type(fake) is not torch.Tensor
+    got = pixel_coefficients(torch.eye(2, 3).expand(1, 2, 3), spatial, False)
+    assert type(got) is torch.Tensor and torch.equal(got, torch.eye(2, 3, dtype=torch.float64).expand(1, 2, 3))
 
 
 def test_overflowing_theta_is_rejected():

@@ -34,6 +34,8 @@ def test_interleaved_leaves_out_what_raises():
     assert [(name, type(error)) for name, error in errors] == [("bad", ZeroDivisionError), ("peer", RuntimeError)]
     with pytest.raises(ZeroDivisionError):
         measure_interleaved({"bad": lambda: 1 / 0}, min_run_time=0.002)
+    with pytest.raises(ValueError, match=r"^rounds: "):
+        measure_interleaved({"ok": lambda: None}, min_run_time=0.002, rounds=0)
 
 
 def test_measure_one_callable():

@@ -214,6 +214,10 @@ def test_affine_generator_none_and_float64():
     ({"padding_mode": "wrap"}, "padding_mode"), ({"shear": 90}, "shear"), ({"shear": (-95, 10)}, "shear"),
     ({"translate": 1.5}, "translate"), ({"translate": (0.1, 0.1, 0.1, 0.1)}, "translate"),
     ({"degrees": "a lot"}, "degrees"), ({"degrees": (30, 10)}, "degrees"), ({"backend": "numpy"}, "backend"),
+    # non-finite or tiny ranges would make theta non-finite (RandomAffine does not check its thetas)
+    ({"degrees": math.inf}, "degrees"), ({"degrees": math.nan}, "degrees"), ({"scale": math.nan}, "scale"),
+    ({"scale": (1e-40, 1e-40)}, "scale"), ({"shear": math.nan}, "shear"), ({"translate": math.nan}, "translate"),
+    ({"degrees": (0, 0, (0, math.inf))}, "degrees"),
 ])
 def test_affine_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=f"^{name}: "):

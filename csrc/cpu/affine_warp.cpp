@@ -31,6 +31,12 @@ namespace {
 constexpr int64_t kSegment = 512;
 constexpr int64_t kPointRun = 16;  // border runs up to this long take the per-point path
 
+// Whether float32 holds every pixel index of every axis exactly (sizes up to 2^24): the float32
+// kernels clamp cell corners to size - 2 in float, which must not round up past the image.
+inline bool sizes_exact_in_float(const WarpGeometry& g) {
+  return std::max({g.size[0], g.size[1], g.size[2]}) <= (int64_t(1) << 24);
+}
+
 template <int kDims, Interp kInterp>
 constexpr int tap_count() {
   return kInterp == Interp::Bilinear ? (1 << kDims) : 1;
@@ -339,6 +345,7 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
   const int64_t plane = g.plane();
   const double* m_all = coeffs.ptr<const double>();
   const int threads = rows * width * g.c >= (int64_t(1) << 14) ? std::max(1, num_threads) : 1;
+  [[maybe_unused]] const bool exact_in_float = sizes_exact_in_float(g);  // for the AVX2 kernels
 
 #pragma omp parallel num_threads(threads)
   {
@@ -393,14 +400,14 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
           end = std::clamp(end, begin, reach_end);
         };
         if constexpr (std::is_same_v<T, float> && kInterp == Interp::Bilinear) {
-          if (g.stride[0] == 1) {
+          if (g.stride[0] == 1 && exact_in_float) {
             interior();
             end = linear_interior_avx2<kDims>(base, step, begin, end, g, src, dst + w0, plane,
                                               prefetch_delta<kDims>(m, g, g.stride), lower[0], frac);
           }
         }
         if constexpr (std::is_same_v<F, float> && kInterp == Interp::Nearest) {
-          interior();
+          if (exact_in_float) interior();
           end = nearest_interior_avx2<T, kDims>(base, step, begin, end, g, src, dst + w0, plane,
                                                 prefetch_delta<kDims>(m, g, g.stride), lower[0]);
         }
@@ -547,7 +554,7 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
       int64_t reach_begin = 0, reach_end = width, begin = 0, end = 0;
       if constexpr (kPad == Padding::Zeros) {
         reachable_window<kDims>(m, 0, h, d, width, g, &reach_begin, &reach_end);
-        if constexpr (kInterp == Interp::Bilinear) {
+        if (kInterp == Interp::Bilinear && (std::is_same_v<T, double> || sizes_exact_in_float(g))) {
           interior_window<kDims>(m, 0, h, d, width, g, &begin, &end);
           begin = std::clamp(begin, reach_begin, reach_end);
           end = std::clamp(end, begin, reach_end);

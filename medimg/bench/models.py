@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medimg.bench.report import Row, device_name, format_rows
-from medimg.bench.timing import measure
+from medimg.bench.timing import measure_interleaved
 from medimg.losses import AdversarialLoss
 from medimg.nn import CNNClassifier, Generator, PatchDiscriminator, SequenceClassifier, UNet
 
@@ -114,9 +114,11 @@ def run(min_run_time: float = 0.5, devices: tuple[str, ...] = ("cpu",)) -> str:
     reports = []
     for device in devices:
         prefix = "" if device == "cpu" else f"{device} "
-        rows = [Row(prefix + case.name, label(backend), measure(case.step(backend, device), min_run_time), None,
-                    case.items)
-                for case in CASES for backend in BACKENDS]
+        rows = []
+        for case in CASES:
+            steps = {label(backend): case.step(backend, device) for backend in BACKENDS}
+            rows += [Row(prefix + case.name, name, timing, None, case.items)
+                     for name, timing in measure_interleaved(steps, min_run_time).items()]
         header = (f"training step (forward + backward + Adam) on {device_name(device)}; "
                   f"speed-up = torch-backend time / medimg-backend time, same weights and batch")
         reports.append(header + format_rows(rows, label("medimg"), None))

@@ -41,9 +41,12 @@ def measure_interleaved(fns: dict[str, Callable[[], object]], min_run_time: floa
 
     On a shared machine whose speed drifts over seconds, timing A fully before B would put the
     drift into the ratio A / B; interleaved, each one sees the same mix of fast and slow phases.
-    Median and IQR are over the runs of all rounds. A callable that raises is passed to
+    Median and IQR are over the runs of all rounds. Each round also sizes its blocks with a few
+    untimed calls (torch.utils.benchmark's block-size estimate). A callable that raises is passed to
     `on_error` (name, error) and left out; without `on_error` the error propagates.
     """
+    if rounds < 1:
+        raise ValueError(f"rounds: expected at least 1, got {rounds}")
     times: dict[str, list[float]] = {}
     for name, fn in fns.items():
         try:

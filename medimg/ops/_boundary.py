@@ -77,6 +77,13 @@ def check_backend(backend: str) -> str:
     return backend
 
 
+def tracing() -> bool:
+    """Whether torch.compile traces, or a dispatch mode (FakeTensorMode, make_fx, ...) is active:
+    tensors made now may be fake or symbolic, so they must not enter (or come from) a cache of
+    real constants."""
+    return torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0
+
+
 def use_compiled(backend: str, device: torch.device) -> bool:
     """Whether `backend` on `device` runs medimg's compiled kernel (else the torch reference).
 

@@ -19,6 +19,7 @@ from medimg.ops._boundary import (
     cuda_stream,
     empty_output,
     num_threads,
+    tracing,
     use_compiled,
     view,
 )
@@ -116,7 +117,7 @@ def pixel_coefficients(theta: Tensor, spatial: tuple[int, ...], align_corners: b
     """
     k = len(spatial)
     spatial = tuple(int(s) for s in spatial)
-    if torch.compiler.is_compiling():  # traced into the graph, not looked up in a cache
+    if tracing():  # into the graph, not through the cache of real tensors
         constants = torch.tensor(_coefficient_constants(spatial, align_corners), dtype=torch.float64).to(theta.device)
     else:
         constants = _cached_constants(spatial, align_corners, theta.device)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -31,6 +33,8 @@ def as_range(name: str, value: float | tuple[float, float], *, symmetric: bool, 
         lo, hi = float(value[0]), float(value[1])
     else:
         raise ValueError(f"{name}: expected a number or a (low, high) pair, got {value!r}")
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name}: expected finite numbers, got {value!r}")
     if lo > hi:
         raise ValueError(f"{name}: low {lo} is above high {hi}")
     if low is not None and lo < low:

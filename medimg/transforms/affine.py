@@ -11,9 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medimg.ops._boundary import check_backend, check_tensor
+from medimg.ops._boundary import check_backend, check_tensor, tracing
 from medimg.ops.affine import MODES, PADDING_MODES, warp_image_and_labels
 from medimg.transforms._sampling import as_range, check_generator, check_image, check_probability
+
+_MIN_ZOOM = 1e-6
 
 
 class RandomAffine:
@@ -58,8 +60,8 @@ class RandomAffine:
         else:
             self.degrees = [as_range("degrees", degrees, symmetric=True)] * 3
         self.scale = as_range("scale", scale, symmetric=False)
-        if self.scale[0] <= 0:
-            raise ValueError(f"scale: zoom factors must be > 0, got {scale!r}")
+        if self.scale[0] < _MIN_ZOOM:  # 1 / zoom enters theta, which must stay finite in float32
+            raise ValueError(f"scale: zoom factors must be >= {_MIN_ZOOM}, got {scale!r}")
         self.translate = None if translate is None else self._translate_fractions(translate)
         self.shear = None if shear is None else as_range("shear", shear, symmetric=True)
         if self.shear is not None and max(abs(self.shear[0]), abs(self.shear[1])) >= 90:
@@ -117,7 +119,11 @@ class RandomAffine:
         whole batch (their count, not the batch size, is what a call costs).
         """
         k = len(spatial)
-        layout = _draw_layout(self._draw_spec(k), tuple(spatial), self.align_corners, torch.device(device))
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:  # the cache keys on the GPU itself
+            device = torch.device("cuda", torch.cuda.current_device())
+        make_layout = _draw_layout.__wrapped__ if tracing() else _draw_layout
+        layout = make_layout(self._draw_spec(k), tuple(spatial), self.align_corners, device)
         uniform = torch.rand(n, layout.low.numel(), device=device, generator=generator, dtype=torch.float64)
         draws = torch.addcmul(layout.low, uniform, layout.span)  # each column mapped to its range
         events = draws[:, : k + 1] < layout.probabilities  # a flip per axis, then "transform this sample"
