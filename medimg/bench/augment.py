@@ -1,7 +1,8 @@
 """``medimg bench augment``: affine augmentation of images and masks, 2D and 3D.
 
 Cases: batch 32 of 1x256x256 float32 images with int64 (and uint8) masks, rotation
-+-15 degrees, zoom 0.9-1.1, horizontal flip p=0.5; volumes 2 x 1x128^3. Each implementation
++-15 degrees, zoom 0.9-1.1, horizontal flip p=0.5; volumes 2 x 1x128^3. Peers on the CPU:
+OpenCV, albumentations, kornia and MONAI where installed. Each implementation
 warps the same batch (peers with their own random parameters of the same ranges);
 ratios are medimg's speed-up, and for the bare warp the fraction of copy bandwidth.
 On a CUDA device the same cases run there, plus batches far larger than the L2 cache
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,6 +101,28 @@ def _opencv(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
     return run
 
 
+def _albumentations(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
+    """albumentations Affine + HorizontalFlip per sample (linear image, nearest mask, zeros outside)."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network
+    try:
+        albu = importlib.import_module("albumentations")
+    except ImportError:
+        return None
+    transform = albu.Compose([albu.Affine(rotate=(-DEGREES, DEGREES), scale=SCALE, p=1.0),
+                              albu.HorizontalFlip(p=HFLIP_P)])
+    images = image[:, 0].numpy()
+    masks = None if mask is None else mask.numpy()
+
+    def run() -> None:
+        for i in range(images.shape[0]):
+            if masks is None:
+                transform(image=images[i])
+            else:
+                transform(image=images[i], mask=masks[i])
+
+    return run
+
+
 def _kornia(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
     try:
         aug = importlib.import_module("kornia.augmentation")
@@ -178,6 +202,7 @@ def implementations(case: Case) -> Implementations:
     }
     on_cpu = case.device == "cpu"
     peers = {"OpenCV warpAffine loop (uint8 mask)": _opencv(image, mask) if on_cpu and spatial_dims == 2 else None,
+             "albumentations Affine+HFlip loop": _albumentations(image, mask) if on_cpu and spatial_dims == 2 else None,
              "kornia AugmentationSequential": _kornia(image, mask) if spatial_dims == 2 else None,
              "MONAI RandAffined+RandFlipd loop": _monai(image, mask) if on_cpu else None,
              "cupyx affine_transform loop": None if on_cpu else _cupy(image, mask, theta)}
