@@ -419,8 +419,8 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
   }
 }
 
-// Backward of the interior pixels [begin, end) of one output row, bilinear with zero padding
-// (see interior_window): every tap lies inside and the padding's derivative is 1, so there are
+// Backward of the interior pixels [begin, end) of one output row, bilinear (see backward_plane
+// for the window): every tap lies inside and the padding's derivative is 1, so there are
 // no bounds checks, and d(loss)/d(M) is summed over the row in float64 (the coordinate
 // gradients, plain and times w) and added once: 2.2x the per-pixel loop below. Even pixels go
 // first, then odd ones: neighbours share taps, and a read-modify-write of grad_in that waits on
@@ -550,15 +550,16 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
           }
         }
       };
-      // Zero padding: pixels with no tap inside contribute nothing; interior ones take the fast path.
+      // Zero padding: pixels with no tap inside contribute nothing. Interior pixels take the fast
+      // path: there every padding is the identity with derivative 1, except that border and
+      // reflection have derivative 0 at coordinate 0 (as torch), hence their window starts above it.
       int64_t reach_begin = 0, reach_end = width, begin = 0, end = 0;
-      if constexpr (kPad == Padding::Zeros) {
-        reachable_window<kDims>(m, 0, h, d, width, g, &reach_begin, &reach_end);
-        if (kInterp == Interp::Bilinear && (std::is_same_v<T, double> || sizes_exact_in_float(g))) {
-          interior_window<kDims>(m, 0, h, d, width, g, &begin, &end);
-          begin = std::clamp(begin, reach_begin, reach_end);
-          end = std::clamp(end, begin, reach_end);
-        }
+      if constexpr (kPad == Padding::Zeros) reachable_window<kDims>(m, 0, h, d, width, g, &reach_begin, &reach_end);
+      if (kInterp == Interp::Bilinear && (std::is_same_v<T, double> || sizes_exact_in_float(g))) {
+        const double low = kPad == Padding::Zeros ? 0.0 : 1e-6;
+        coordinate_window<kDims>(m, 0, h, d, width, g, low, 0.0, 1.0, &begin, &end);
+        begin = std::clamp(begin, reach_begin, reach_end);
+        end = std::clamp(end, begin, reach_end);
       }
       if (end == begin) begin = end = reach_end;  // no interior: the general loop covers the window
       for (int64_t w = reach_begin; w < begin; ++w) pixel(w);
