@@ -353,7 +353,11 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
     std::vector<F> wt(size_t(kTaps * kSegment));
     int32_t lower[kDims][kSegment];
     F frac[kDims][kSegment];
-#pragma omp for schedule(static)
+    // Guided: long runs of consecutive rows (what the prefetch and the caches want), shrinking
+    // at the end so that no thread waits. Rows differ in cost (zero-filled ends of rotated
+    // rows, border pixels), and with a static split the threads of RandomAffine's 32 x 256^2
+    // batch spent 15% of their time at the closing barrier (guided: 10%, and 18% less CPU time).
+#pragma omp for schedule(guided)
     for (int64_t row = 0; row < rows; ++row) {
       const int64_t n = row / (depth * height), d = (row / height) % depth, h = row % height;
       const double* m = m_all + n * kDims * (kDims + 1);
