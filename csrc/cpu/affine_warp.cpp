@@ -433,11 +433,10 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
 // kPrefetchRows rows below touches (32 x 1x256^2: 1.7x).
 template <class T, int kDims>
 void linear_interior_backward(const T* src, const T* grad_out_row, const double* m, const T* base, const T* step,
-                              int64_t begin, int64_t end, const WarpGeometry& g, int64_t h, int64_t d, T* grad_in,
-                              double* grad_m) {
+                              int64_t begin, int64_t end, const WarpGeometry& g, const int64_t* plane_stride,
+                              int64_t h, int64_t d, T* grad_in, double* grad_m) {
   constexpr int kTaps = 1 << kDims;
   if (begin >= end) return;
-  const int64_t plane_stride[3] = {1, g.size[0], g.size[0] * g.size[1]};  // grad_in is contiguous
   const int64_t src_ahead = prefetch_delta<kDims>(m, g, g.stride);
   const int64_t grad_ahead = prefetch_delta<kDims>(m, g, plane_stride);
   int64_t tap_src[kTaps], tap_grad[kTaps];  // tap k relative to the lower corner, in src and grad_in
@@ -500,6 +499,8 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
   const int64_t width = g.size[0], height = g.size[1], depth = g.size[2];
   const T* src = input.ptr<const T>() + n * g.sample_stride + c * g.channel_stride;
   const T* gout = grad_out.ptr<const T>() + (n * g.c + c) * g.plane();
+  const int64_t plane_stride[3] = {1, width, width * height};  // grad_in is contiguous
+  const bool fast_path = kInterp == Interp::Bilinear && (std::is_same_v<T, double> || sizes_exact_in_float(g));
   for (int64_t d = 0; d < depth; ++d) {
     for (int64_t h = 0; h < height; ++h) {
       F base[kDims], step[kDims];
@@ -520,7 +521,7 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
           for (int r = 0; r < kDims; ++r) {
             const int64_t q = nearest_index<int64_t>(coord[r]);
             ok = ok && in_bounds(q, g.size[r]);
-            po += q * (r == 0 ? 1 : (r == 1 ? width : width * height));
+            po += q * plane_stride[r];
           }
           if (ok && grad_in) grad_in[po] += go;
         } else {
@@ -535,7 +536,7 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
               const int64_t q = lo[r] + ((k >> r) & 1);
               ok = ok && in_bounds(q, g.size[r]);
               o += q * g.stride[r];
-              po += q * (r == 0 ? 1 : (r == 1 ? width : width * height));
+              po += q * plane_stride[r];
             }
             if (!ok) continue;
             if (grad_in) grad_in[po] += weight * go;
@@ -559,7 +560,7 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
       // reflection have derivative 0 at coordinate 0 (as torch), hence their window starts above it.
       int64_t reach_begin = 0, reach_end = width, begin = 0, end = 0;
       if constexpr (kPad == Padding::Zeros) reachable_window<kDims>(m, 0, h, d, width, g, &reach_begin, &reach_end);
-      if (kInterp == Interp::Bilinear && (std::is_same_v<T, double> || sizes_exact_in_float(g))) {
+      if (fast_path) {
         const double low = kPad == Padding::Zeros ? 0.0 : 1e-6;
         coordinate_window<kDims>(m, 0, h, d, width, g, low, 0.0, 1.0, &begin, &end);
         begin = std::clamp(begin, reach_begin, reach_end);
@@ -567,7 +568,8 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
       }
       if (end == begin) begin = end = reach_end;  // no interior: the general loop covers the window
       for (int64_t w = reach_begin; w < begin; ++w) pixel(w);
-      linear_interior_backward<T, kDims>(src, gout_row, m, base, step, begin, end, g, h, d, grad_in, grad_m);
+      linear_interior_backward<T, kDims>(src, gout_row, m, base, step, begin, end, g, plane_stride, h, d, grad_in,
+                                         grad_m);
       for (int64_t w = end; w < reach_end; ++w) pixel(w);
     }
   }
