@@ -8,7 +8,9 @@ torch; C++ never owns tensor memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from functools import lru_cache, wraps
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -31,6 +33,7 @@ INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 BACKENDS = ("auto", "medimg", "torch")
 
+T = TypeVar("T")
 ViewTuple = tuple[int, int, tuple[int, ...], tuple[int, ...], int, Tensor]
 Unravel = Callable[[int, int], tuple[int, ...]]
 
@@ -82,6 +85,25 @@ def tracing() -> bool:
     tensors made now may be fake or symbolic, so they must not enter (or come from) a cache of
     real constants."""
     return torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0
+
+
+def constant_cache(make: Callable[..., T]) -> Callable[..., T]:
+    """Keep what `make(*hashable args)` builds (small constant tensors, one set per shape and
+    device): on CUDA, building them again would copy from the host and wait for the stream.
+    They are built outside inference mode, so autograd may save them even if the first call
+    came from inside one; while tracing() they are built afresh and not kept."""
+    def build(*args: Hashable) -> T:
+        with torch.inference_mode(False):
+            return make(*args)
+
+    kept = lru_cache(maxsize=64)(build)
+
+    @wraps(make)
+    def constants(*args: Hashable) -> T:
+        return build(*args) if tracing() else kept(*args)
+
+    constants.cache_clear = kept.cache_clear
+    return constants
 
 
 def use_compiled(backend: str, device: torch.device) -> bool:

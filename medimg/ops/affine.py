@@ -3,8 +3,6 @@ in one pass, without materialising the sampling grid."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 from torch import Tensor
 
@@ -16,10 +14,10 @@ from medimg.ops._boundary import (
     check_batch,
     check_same_device,
     check_tensor,
+    constant_cache,
     cuda_stream,
     empty_output,
     num_threads,
-    tracing,
     use_compiled,
     view,
 )
@@ -116,21 +114,14 @@ def pixel_coefficients(theta: Tensor, spatial: tuple[int, ...], align_corners: b
     exactly the identity matrix (no rounding).
     """
     k = len(spatial)
-    spatial = tuple(int(s) for s in spatial)
-    if tracing():  # into the graph, not through the cache of real tensors
-        constants = torch.tensor(_coefficient_constants(spatial, align_corners), dtype=torch.float64).to(theta.device)
-    else:
-        constants = _cached_constants(spatial, align_corners, theta.device)
+    constants = _cached_constants(tuple(int(s) for s in spatial), align_corners, theta.device)
     return torch.matmul(theta.to(torch.float64).unsqueeze(-2), constants[:, : k + 1]).squeeze(-2) + constants[:, k + 1]
 
 
-@lru_cache(maxsize=64)
+@constant_cache
 def _cached_constants(spatial: tuple[int, ...], align_corners: bool, device: torch.device) -> Tensor:
-    """_coefficient_constants as a float64 tensor on `device`, kept: on CUDA, a host-to-device
-    copy on every call would wait for the stream. Made outside inference mode, so that autograd
-    may save it even if the first call came from inside one."""
-    with torch.inference_mode(False):
-        return torch.tensor(_coefficient_constants(spatial, align_corners), dtype=torch.float64, device=device)
+    """_coefficient_constants as a float64 tensor on `device`."""
+    return torch.tensor(_coefficient_constants(spatial, align_corners), dtype=torch.float64, device=device)
 
 
 def _coefficient_constants(spatial: tuple[int, ...], align_corners: bool) -> list[list[list[float]]]:

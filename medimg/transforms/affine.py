@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medimg.ops._boundary import check_backend, check_tensor, tracing
+from medimg.ops._boundary import check_backend, check_tensor, constant_cache
 from medimg.ops.affine import MODES, PADDING_MODES, warp_image_and_labels
 from medimg.transforms._sampling import as_range, check_generator, check_image, check_probability
 
@@ -122,8 +121,7 @@ class RandomAffine:
         device = torch.device(device)
         if device.type == "cuda" and device.index is None:  # the cache keys on the GPU itself
             device = torch.device("cuda", torch.cuda.current_device())
-        make_layout = _draw_layout.__wrapped__ if tracing() else _draw_layout
-        layout = make_layout(self._draw_spec(k), tuple(spatial), self.align_corners, device)
+        layout = _draw_layout(self._draw_spec(k), tuple(spatial), self.align_corners, device)
         uniform = torch.rand(n, layout.low.numel(), device=device, generator=generator, dtype=torch.float64)
         draws = torch.addcmul(layout.low, uniform, layout.span)  # each column mapped to its range
         events = draws[:, : k + 1] < layout.probabilities  # a flip per axis, then "transform this sample"
@@ -170,7 +168,7 @@ class _DrawLayout:
     identity: Tensor
 
 
-@lru_cache(maxsize=64)
+@constant_cache
 def _draw_layout(spec: tuple, spatial: tuple[int, ...], align_corners: bool, device: torch.device) -> _DrawLayout:
     degrees, scale, shear, translate, flip_p, p = spec
     k = len(spatial)
