@@ -133,52 +133,67 @@ void gather_row(const T* src, const int32_t* off, const F* wt, int64_t len, T* d
   }
 }
 
-// Pixels [begin, end) of a segment (pixel i at M * (w0 + i, h, d)) whose coordinate along every
-// axis r lies in [low, size_r - 1 + high], computed in float64 and then shrunk (margin > 0) or
-// grown (margin < 0) by margin pixels, so that the float32 coordinates of the kernels cannot
-// cross the bounds. Non-finite coefficients give the empty window when shrinking and the whole
-// segment when growing: either way those pixels take the general path.
-template <int kDims>
-void coordinate_window(const double* m, int64_t w0, int64_t h, int64_t d, int64_t len, const WarpGeometry& g,
-                       double low, double high, double margin, int64_t* begin, int64_t* end) {
-  double first = 0.0, last = double(len);
+// Pixels [begin, end) of a row segment.
+struct Window {
+  int64_t begin, end;
+};
+
+// Pixel indices i in [*first, *last] (reals) whose coordinate b + s * i lies in [lo, hi]:
+// narrows the range to that of one axis.
+inline void narrow_to(double b, double s, double inverse_s, double lo, double hi, double* first, double* last) {
+  if (s == 0.0) {
+    if (!(b >= lo && b <= hi)) *last = -1.0;
+    return;
+  }
+  const double a1 = (lo - b) * inverse_s, a2 = (hi - b) * inverse_s;  // where the coordinate crosses lo and hi
+  *first = std::max(*first, std::min(a1, a2));
+  *last = std::min(*last, std::max(a1, a2));
+}
+
+inline Window window_of(double first, double last, int64_t len) {
+  // Clamp in float64 first: a tiny step puts the crossings far beyond int64's range.
+  const int64_t begin = int64_t(std::ceil(std::clamp(first, 0.0, double(len))));
+  return {begin, std::max(begin, int64_t(std::floor(std::clamp(last, -1.0, double(len - 1)))) + 1)};
+}
+
+// The two windows of a row segment (pixel i at M * (w0 + i, h, d)):
+// - reach: the pixels that may have a tap inside the image. Outside it every tap is outside
+//   (bilinear: coordinate <= -1 or >= size along some axis; nearest: it rounds outside), so
+//   zero padding makes them 0.
+// - interior (within reach): the pixels whose taps are all inside, so padding leaves them
+//   unchanged and no tap needs a mask. Bilinear: coordinates in [0, size - 1], the lower corner
+//   of their cells in [0, size - 2]. Nearest: coordinates in [-0.5, size - 0.5], which round
+//   into the image; there every padding is the identity too.
+// Decided in float64, the interior's bounds moved inwards and reach's outwards by a bound on the
+// error of the kernels' coordinates: those are base + step * i with base and step rounded to the
+// kernel's float type, each rounding within 2^-24 of the magnitudes involved, which the slack
+// exceeds 5-fold. So the float32 coordinates of interior pixels are inside too (the ties at the
+// ends of the nearest range stay out), and those of pixels outside reach are outside.
+// Non-finite coefficients give an empty interior and reach over the whole segment: those pixels
+// take the general path.
+template <int kDims, Interp kInterp>
+void row_windows(const double* m, int64_t w0, int64_t h, int64_t d, int64_t len, const WarpGeometry& g,
+                 Window* reach, Window* interior) {
+  constexpr double kInside = kInterp == Interp::Nearest ? 0.5 : 0.0;  // interior: [-kInside, size - 1 + kInside]
+  constexpr double kReach = kInterp == Interp::Nearest ? 0.5 : 1.0;   // reach: [-kReach, size - 1 + kReach]
+  double first = 0.0, last = double(len - 1), reach_first = 0.0, reach_last = double(len - 1);
   for (int r = 0; r < kDims; ++r) {
     const double* row = m + r * (kDims + 1);
     const double b = row[0] * double(w0) + row[1] * double(h) + (kDims == 3 ? row[2] * double(d) : 0.0) + row[kDims];
-    const double s = row[0], top = double(g.size[r] - 1) + high;
+    const double s = row[0];
     if (!std::isfinite(b) || !std::isfinite(s)) {
-      if (margin > 0.0) last = first;
+      last = -1.0;
       continue;
     }
-    if (s == 0.0) {  // shrinking keeps the upper bound out: interior cells end at size - 2
-      if (!(b >= low && (margin > 0.0 ? b < top : b <= top))) last = first;
-      continue;
-    }
-    const double a1 = (low - b) / s, a2 = (top - b) / s;  // where the coordinate crosses low and top
-    first = std::max(first, std::min(a1, a2) + margin);
-    last = std::min(last, std::max(a1, a2) - margin);
+    const double slack = (std::abs(b) + std::abs(s) * double(len) + double(g.size[r])) * 0x1p-20;
+    const double top = double(g.size[r] - 1), inverse_s = 1.0 / s;
+    narrow_to(b, s, inverse_s, -kInside + slack, top + kInside - slack, &first, &last);
+    narrow_to(b, s, inverse_s, -kReach - slack, top + kReach + slack, &reach_first, &reach_last);
   }
-  // Clamp in float64 first: a tiny step puts the crossings far beyond int64's range.
-  first = std::clamp(first, 0.0, double(len));
-  last = std::clamp(last, 0.0, double(len));
-  *begin = int64_t(std::ceil(first));
-  *end = std::max(*begin, std::min<int64_t>(int64_t(std::floor(last)) + (margin < 0.0 ? 1 : 0), len));
-}
-
-// Interior pixels: every tap inside the image with a pixel of margin, so padding leaves them
-// unchanged and no tap needs a mask. The lower corner of their cells lies in [0, size - 2].
-template <int kDims>
-void interior_window(const double* m, int64_t w0, int64_t h, int64_t d, int64_t len, const WarpGeometry& g,
-                     int64_t* begin, int64_t* end) {
-  coordinate_window<kDims>(m, w0, h, d, len, g, 0.0, 0.0, 1.0, begin, end);
-}
-
-// Pixels that may have a tap inside the image; outside this window every tap is outside
-// (coordinate <= -1 or >= size along some axis), so zero padding makes them 0.
-template <int kDims>
-void reachable_window(const double* m, int64_t w0, int64_t h, int64_t d, int64_t len, const WarpGeometry& g,
-                      int64_t* begin, int64_t* end) {
-  coordinate_window<kDims>(m, w0, h, d, len, g, -1.0, 1.0, -1.0, begin, end);
+  *reach = window_of(reach_first, reach_last, len);
+  const Window inside = window_of(first, last, len);
+  interior->begin = std::clamp(inside.begin, reach->begin, reach->end);
+  interior->end = std::clamp(inside.end, interior->begin, reach->end);
 }
 
 #if defined(__AVX2__)
@@ -386,38 +401,36 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
                                     dst + c * plane + w0 + first);
           }
         };
-        // Zero padding: pixels with no tap inside the image are 0, whatever the mode.
-        int64_t reach_begin = 0, reach_end = len;
-        if constexpr (kPad == Padding::Zeros) {
-          reachable_window<kDims>(m, w0, h, d, len, g, &reach_begin, &reach_end);
+        Window reach, interior;
+        row_windows<kDims, kInterp>(m, w0, h, d, len, g, &reach, &interior);
+        if constexpr (kPad == Padding::Zeros) {  // pixels with no tap inside the image are 0, whatever the mode
           for (int64_t c = 0; c < g.c; ++c) {
             T* out_row = dst + c * plane + w0;
-            std::fill(out_row, out_row + reach_begin, T(0));
-            std::fill(out_row + reach_end, out_row + len, T(0));
+            std::fill(out_row, out_row + reach.begin, T(0));
+            std::fill(out_row + reach.end, out_row + len, T(0));
           }
+        } else {
+          reach = {0, len};
         }
-        int64_t begin = reach_begin, end = reach_begin;  // what the vectorised interior kernels did
+        int64_t begin = reach.begin, end = reach.begin;  // what the vectorised interior kernels did
 #if defined(__AVX2__)
-        auto interior = [&] {
-          interior_window<kDims>(m, w0, h, d, len, g, &begin, &end);
-          begin = std::clamp(begin, reach_begin, reach_end);
-          end = std::clamp(end, begin, reach_end);
-        };
         if constexpr (std::is_same_v<T, float> && kInterp == Interp::Bilinear) {
           if (g.stride[0] == 1 && exact_in_float) {
-            interior();
-            end = linear_interior_avx2<kDims>(base, step, begin, end, g, src, dst + w0, plane,
+            begin = interior.begin;
+            end = linear_interior_avx2<kDims>(base, step, begin, interior.end, g, src, dst + w0, plane,
                                               prefetch_delta<kDims>(m, g, g.stride), lower[0], frac);
           }
         }
         if constexpr (std::is_same_v<F, float> && kInterp == Interp::Nearest) {
-          if (exact_in_float) interior();
-          end = nearest_interior_avx2<T, kDims>(base, step, begin, end, g, src, dst + w0, plane,
-                                                prefetch_delta<kDims>(m, g, g.stride), lower[0]);
+          if (exact_in_float) {
+            begin = interior.begin;
+            end = nearest_interior_avx2<T, kDims>(base, step, begin, interior.end, g, src, dst + w0, plane,
+                                                  prefetch_delta<kDims>(m, g, g.stride), lower[0]);
+          }
         }
 #endif
-        general(reach_begin, begin - reach_begin);
-        general(end, reach_end - end);
+        general(reach.begin, begin - reach.begin);
+        general(end, reach.end - end);
       }
     }
   }
@@ -556,21 +569,16 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
         }
       };
       // Zero padding: pixels with no tap inside contribute nothing. Interior pixels take the fast
-      // path: there every padding is the identity with derivative 1, except that border and
-      // reflection have derivative 0 at coordinate 0 (as torch), hence their window starts above it.
-      int64_t reach_begin = 0, reach_end = width, begin = 0, end = 0;
-      if constexpr (kPad == Padding::Zeros) reachable_window<kDims>(m, 0, h, d, width, g, &reach_begin, &reach_end);
-      if (fast_path) {
-        const double low = kPad == Padding::Zeros ? 0.0 : 1e-6;
-        coordinate_window<kDims>(m, 0, h, d, width, g, low, 0.0, 1.0, &begin, &end);
-        begin = std::clamp(begin, reach_begin, reach_end);
-        end = std::clamp(end, begin, reach_end);
-      }
-      if (end == begin) begin = end = reach_end;  // no interior: the general loop covers the window
-      for (int64_t w = reach_begin; w < begin; ++w) pixel(w);
-      linear_interior_backward<T, kDims>(src, gout_row, m, base, step, begin, end, g, plane_stride, h, d, grad_in,
-                                         grad_m);
-      for (int64_t w = end; w < reach_end; ++w) pixel(w);
+      // path: there every padding is the identity with derivative 1 (border and reflection have
+      // derivative 0 at coordinates 0 and size - 1, as torch; the interior's slack keeps both out).
+      Window reach, interior;
+      row_windows<kDims, kInterp>(m, 0, h, d, width, g, &reach, &interior);
+      if constexpr (kPad != Padding::Zeros) reach = {0, width};
+      if (!fast_path || interior.end == interior.begin) interior = {reach.end, reach.end};  // all general
+      for (int64_t w = reach.begin; w < interior.begin; ++w) pixel(w);
+      linear_interior_backward<T, kDims>(src, gout_row, m, base, step, interior.begin, interior.end, g, plane_stride,
+                                         h, d, grad_in, grad_m);
+      for (int64_t w = interior.end; w < reach.end; ++w) pixel(w);
     }
   }
 }
