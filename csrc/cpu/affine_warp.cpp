@@ -208,14 +208,22 @@ void row_windows(const double* m, int64_t w0, int64_t h, int64_t d, int64_t len,
 // Calls visit(i, coord) for each 8-pixel group i .. i + 7 of [begin, end) (at least 8 pixels;
 // the last group overlaps the one before if need be), coord[r] holding the group's source
 // coordinates along axis r.
+// Visitors store through __m256i pointers, which may alias anything: loop invariants they read
+// from memory would be loaded again for every group, so they take them from local registers
+// (as base and step here).
 template <int kDims, class Visit>
 void for_each_group(const float* base, const float* step, int64_t begin, int64_t end, Visit visit) {
   const __m256 lanes = _mm256_setr_ps(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
+  __m256 base_v[kDims], step_v[kDims];
+  for (int r = 0; r < kDims; ++r) {
+    base_v[r] = _mm256_set1_ps(base[r]);
+    step_v[r] = _mm256_set1_ps(step[r]);
+  }
   for (int64_t next = begin; next < end; next += 8) {
     const int64_t i = std::min(next, end - 8);
     const __m256 index = _mm256_add_ps(_mm256_set1_ps(float(int32_t(i))), lanes);
     __m256 coord[kDims];
-    for (int r = 0; r < kDims; ++r) coord[r] = _mm256_fmadd_ps(_mm256_set1_ps(step[r]), index, _mm256_set1_ps(base[r]));
+    for (int r = 0; r < kDims; ++r) coord[r] = _mm256_fmadd_ps(step_v[r], index, base_v[r]);
     visit(i, coord);
   }
 }
@@ -225,15 +233,19 @@ void for_each_group(const float* base, const float* step, int64_t begin, int64_t
 template <int kDims>
 void linear_cells_avx2(const float* base, const float* step, int64_t begin, int64_t end, const WarpGeometry& g,
                        int32_t* offsets, float (*fractions)[kSegment]) {
+  __m256 last_cell[kDims];  // row_windows decided in float64; clamp so that float32 rounding cannot step outside
+  __m256i stride[kDims];
+  for (int r = 0; r < kDims; ++r) {
+    last_cell[r] = _mm256_set1_ps(float(g.size[r] - 2));
+    stride[r] = _mm256_set1_epi32(int32_t(g.stride[r]));
+  }
   for_each_group<kDims>(base, step, begin, end, [&](int64_t i, const __m256* coord) {
     __m256i offset = _mm256_setzero_si256();
     for (int r = 0; r < kDims; ++r) {
-      // interior_window decided in float64; clamp so that float32 rounding cannot step outside.
-      const __m256 last_cell = _mm256_set1_ps(float(g.size[r] - 2));
-      const __m256 low = _mm256_min_ps(_mm256_max_ps(_mm256_floor_ps(coord[r]), _mm256_setzero_ps()), last_cell);
+      const __m256 low = _mm256_min_ps(_mm256_max_ps(_mm256_floor_ps(coord[r]), _mm256_setzero_ps()), last_cell[r]);
       _mm256_storeu_ps(fractions[r] + (i - begin), _mm256_sub_ps(coord[r], low));
       const __m256i q = _mm256_cvttps_epi32(low);
-      offset = _mm256_add_epi32(offset, r == 0 ? q : _mm256_mullo_epi32(q, _mm256_set1_epi32(int32_t(g.stride[r]))));
+      offset = _mm256_add_epi32(offset, r == 0 ? q : _mm256_mullo_epi32(q, stride[r]));
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(offsets + (i - begin)), offset);
   });
@@ -307,13 +319,18 @@ int64_t nearest_interior_avx2(const float* base, const float* step, int64_t begi
                               const WarpGeometry& g, const T* src, T* dst, int64_t plane, int64_t prefetch_delta,
                               int32_t* offsets) {
   if (end - begin < 8) return begin;
+  __m256 last[kDims];  // clamp as in linear_cells_avx2
+  __m256i stride[kDims];
+  for (int r = 0; r < kDims; ++r) {
+    last[r] = _mm256_set1_ps(float(g.size[r] - 1));
+    stride[r] = _mm256_set1_epi32(int32_t(g.stride[r]));
+  }
   for_each_group<kDims>(base, step, begin, end, [&](int64_t i, const __m256* coord) {
     __m256i offset = _mm256_setzero_si256();
     for (int r = 0; r < kDims; ++r) {
       const __m256 nearest = _mm256_round_ps(coord[r], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      const __m256 last = _mm256_set1_ps(float(g.size[r] - 1));  // clamp as in linear_cells_avx2
-      const __m256i q = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(nearest, _mm256_setzero_ps()), last));
-      offset = _mm256_add_epi32(offset, _mm256_mullo_epi32(q, _mm256_set1_epi32(int32_t(g.stride[r]))));
+      const __m256i q = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(nearest, _mm256_setzero_ps()), last[r]));
+      offset = _mm256_add_epi32(offset, _mm256_mullo_epi32(q, stride[r]));
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(offsets + (i - begin)), offset);
   });
