@@ -77,14 +77,18 @@ def reference_warp(image: Tensor, mask: Tensor | None, theta: Tensor) -> tuple[T
     return warped, m.squeeze(1).to(mask.dtype)
 
 
-def _opencv(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
+def _opencv(image: Tensor, mask: Tensor | None, convert_in_loop: bool = False) -> Callable[[], object] | None:
+    """cv2.warpAffine per sample: linear image, nearest mask. warpAffine has no int64, so the mask
+    travels as uint8 (labels < 256): converted once outside the timing, or (``convert_in_loop``)
+    per sample inside it and back to the mask's dtype, which is what a pipeline that needs int64
+    labels out (cross-entropy targets), as medimg gives them, must do."""
     try:
         cv2 = importlib.import_module("cv2")
     except ImportError:
         return None
     cv2.setNumThreads(torch.get_num_threads())
     images = image[:, 0].numpy()
-    masks = None if mask is None else mask.to(torch.uint8).numpy()  # warpAffine has no int64
+    masks = None if mask is None else (mask if convert_in_loop else mask.to(torch.uint8)).numpy()
     rng = np.random.default_rng(0)
     h, w = images.shape[1:]
 
@@ -95,7 +99,10 @@ def _opencv(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
                 matrix[0, :2] *= -1
                 matrix[0, 2] = w - 1 - matrix[0, 2]
             cv2.warpAffine(images[i], matrix, (w, h), flags=cv2.INTER_LINEAR)
-            if masks is not None:
+            if masks is not None and convert_in_loop:
+                labels = cv2.warpAffine(masks[i].astype(np.uint8), matrix, (w, h), flags=cv2.INTER_NEAREST)
+                labels.astype(masks.dtype)
+            elif masks is not None:
                 cv2.warpAffine(masks[i], matrix, (w, h), flags=cv2.INTER_NEAREST)
 
     return run
@@ -200,10 +207,15 @@ def implementations(case: Case) -> Implementations:
             nbytes),
         "F.affine_grid + F.grid_sample": (lambda: reference_warp(image, mask, theta), nbytes),
     }
-    on_cpu = case.device == "cpu"
-    peers = {"OpenCV warpAffine loop (uint8 mask)": _opencv(image, mask) if on_cpu and spatial_dims == 2 else None,
-             "albumentations Affine+HFlip loop": _albumentations(image, mask) if on_cpu and spatial_dims == 2 else None,
-             "kornia AugmentationSequential": _kornia(image, mask) if spatial_dims == 2 else None,
+    on_cpu, planar = case.device == "cpu", spatial_dims == 2
+    # OpenCV has no int64: also timed with the conversions that give medimg's dtypes in and out.
+    converts = mask is not None and mask.dtype != torch.uint8
+    mask_dtype = None if mask is None else str(mask.dtype).removeprefix("torch.")
+    peers = {"OpenCV warpAffine loop (uint8 mask)": _opencv(image, mask) if on_cpu and planar else None,
+             f"OpenCV loop, {mask_dtype} mask via uint8":
+                 _opencv(image, mask, convert_in_loop=True) if on_cpu and planar and converts else None,
+             "albumentations Affine+HFlip loop": _albumentations(image, mask) if on_cpu and planar else None,
+             "kornia AugmentationSequential": _kornia(image, mask) if planar else None,
              "MONAI RandAffined+RandFlipd loop": _monai(image, mask) if on_cpu else None,
              "cupyx affine_transform loop": None if on_cpu else _cupy(image, mask, theta)}
     for name, fn in peers.items():
