@@ -423,6 +423,46 @@ def test_rows_wider_than_a_kernel_segment(cpu_isa, dims):
         assert warped.dtype == dtype and torch.equal(warped.long(), nearest.long()), dtype
 
 
+def test_axis_of_one_pixel_with_a_tiny_step(cpu_isa):
+    """Bilinear along an axis of one pixel has no interior cell: a step of 1e-7 across it (rotation
+    noise) must not let the kernels read the neighbouring sample, forward or backward."""
+    x = torch.rand(2, 1, 1, 64, dtype=torch.float64)
+    x[0] = 1e30
+    theta = torch.tensor([[1.0, 0.0, 0.0], [1e-7, 1.0, 0.0]], dtype=torch.float64).repeat(2, 1, 1)
+    got = affine_grid_sample(x.float(), theta.float(), backend="medimg")
+    torch.testing.assert_close(got[1].double(), reference(x, theta)[1], rtol=0, atol=1e-6)
+    volume = torch.rand(2, 1, 1, 32, 32)
+    volume[0] = float("nan")
+    a = 1e-16  # a rotation about y by rounding noise: the depth axis of one voxel gets a step
+    rotation = torch.tensor([[math.cos(a), 0, math.sin(a), 0], [0, 1, 0, 0], [-math.sin(a), 0, math.cos(a), 0]])
+    warped = affine_grid_sample(volume, rotation.repeat(2, 1, 1), backend="medimg")
+    torch.testing.assert_close(warped[1], reference(volume, rotation.repeat(2, 1, 1))[1], rtol=0, atol=1e-6)
+    x1 = x[1:].clone()
+    (gx, gt), (rx, rt) = gradients_and_reference(x1, theta[1:], torch.ones_like(x1), "bilinear", "zeros", False)
+    torch.testing.assert_close(gx, rx, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gt, rt, rtol=0, atol=1e-9)
+
+
+def test_backward_with_a_huge_step_is_zero_outside(cpu_isa):
+    """Pixels 1e7 apart along x, all far outside: no gradient anywhere (a slack larger than the
+    image must empty the interior, not invert it)."""
+    x = torch.rand(1, 1, 8, 600, dtype=torch.float64)
+    coeffs = torch.tensor([[[1e7, 0.0, -2000.0 - 441e7], [0.0, 1.0, 0.0]]], dtype=torch.float64)
+    grad_input, grad_coeffs = torch.ops.medimg.affine_sample_backward(torch.ones_like(x), x, coeffs, "bilinear",
+                                                                      "zeros", False, True, True)
+    assert torch.equal(grad_input, torch.zeros_like(x)) and torch.equal(grad_coeffs, torch.zeros_like(coeffs))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int64], ids=str)
+def test_nearest_reflection_rounds_as_torch_next_to_a_tie(cpu_isa, dtype):
+    """Reflection about -0.5 computes (x + 0.5) - 0.5 in float32, which moves 0.5 + 2^-24 onto
+    the tie at 0.5 (then 0, half to even): the vectorised interior must round the same value."""
+    x = torch.arange(16, dtype=dtype).expand(1, 1, 4, 16).contiguous()
+    coeffs = torch.tensor([[[0.0, 0.0, 0.5 + 2**-24], [0.0, 1.0, 0.0]]], dtype=torch.float64)
+    got = torch.ops.medimg.affine_sample(x, coeffs, "nearest", "reflection", False)
+    assert torch.equal(got, torch.zeros_like(x))
+
+
 # ----------------------------------------------------------------------------- gradients
 
 GRAD_CASES = [(shape, padding_mode, align_corners)

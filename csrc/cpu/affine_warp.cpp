@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -42,15 +43,33 @@ constexpr int tap_count() {
   return kInterp == Interp::Bilinear ? (1 << kDims) : 1;
 }
 
-// Coordinates of output pixels (w0 + i, h, d), i < len, through the kDims x (kDims + 1)
-// matrix m: base + i * step, with the row constant taken in double.
-template <class F, int kDims>
-void row_coordinates(const double* m, int64_t w0, int64_t h, int64_t d, F* base, F* step) {
+// Source coordinates of the pixels w0 + i of output row (h, d) through the kDims x (kDims + 1)
+// matrix m, in float64: base[r] + step[r] * i along axis r. Computed once per row segment, so
+// that the kernels' coordinates and the windows that decide where they may run start from the
+// same numbers.
+template <int kDims>
+struct RowLine {
+  double base[kDims], step[kDims];
+};
+
+template <int kDims>
+RowLine<kDims> row_line(const double* m, int64_t w0, int64_t h, int64_t d) {
+  RowLine<kDims> line;
   for (int r = 0; r < kDims; ++r) {
     const double* row = m + r * (kDims + 1);
     const double z = kDims == 3 ? row[2] * double(d) : 0.0;
-    base[r] = F(row[0] * double(w0) + row[1] * double(h) + z + row[kDims]);
-    step[r] = F(row[0]);
+    line.base[r] = row[0] * double(w0) + row[1] * double(h) + z + row[kDims];
+    line.step[r] = row[0];
+  }
+  return line;
+}
+
+// The kernels' coordinates of a row segment: base + i * step in F.
+template <class F, int kDims>
+void row_coordinates(const RowLine<kDims>& line, F* base, F* step) {
+  for (int r = 0; r < kDims; ++r) {
+    base[r] = F(line.base[r]);
+    step[r] = F(line.step[r]);
   }
 }
 
@@ -139,54 +158,59 @@ struct Window {
 };
 
 // Pixel indices i in [*first, *last] (reals) whose coordinate b + s * i lies in [lo, hi]:
-// narrows the range to that of one axis.
+// narrows the range to that of one axis. A closed range (lo > hi: the slack exceeds the room,
+// as for bilinear along an axis of one pixel) empties it.
 inline void narrow_to(double b, double s, double inverse_s, double lo, double hi, double* first, double* last) {
-  if (s == 0.0) {
+  if (!(lo <= hi)) {
+    *last = -1.0;
+    return;
+  }
+  if (std::abs(s) < DBL_MIN) {  // constant along the row, up to a drift far below the slack
     if (!(b >= lo && b <= hi)) *last = -1.0;
     return;
   }
-  const double a1 = (lo - b) * inverse_s, a2 = (hi - b) * inverse_s;  // where the coordinate crosses lo and hi
+  // Where the coordinate crosses lo and hi. The product by 1 / s (finite here) is within 2 ulp
+  // of the quotient, far inside the slack, and saves three of the row's four divisions.
+  const double a1 = (lo - b) * inverse_s, a2 = (hi - b) * inverse_s;
   *first = std::max(*first, std::min(a1, a2));
   *last = std::min(*last, std::max(a1, a2));
 }
 
+// The pixels [begin, end) of a segment of len pixels in the real range [first, last].
 inline Window window_of(double first, double last, int64_t len) {
   // Clamp in float64 first: a tiny step puts the crossings far beyond int64's range.
   const int64_t begin = int64_t(std::ceil(std::clamp(first, 0.0, double(len))));
   return {begin, std::max(begin, int64_t(std::floor(std::clamp(last, -1.0, double(len - 1)))) + 1)};
 }
 
-// The two windows of a row segment (pixel i at M * (w0 + i, h, d)):
+// The two windows of a row segment (pixel i at line.base + line.step * i):
 // - reach: the pixels that may have a tap inside the image. Outside it every tap is outside
 //   (bilinear: coordinate <= -1 or >= size along some axis; nearest: it rounds outside), so
 //   zero padding makes them 0.
 // - interior (within reach): the pixels whose taps are all inside, so padding leaves them
 //   unchanged and no tap needs a mask. Bilinear: coordinates in [0, size - 1], the lower corner
-//   of their cells in [0, size - 2]. Nearest: coordinates in [-0.5, size - 0.5], which round
-//   into the image; there every padding is the identity too.
+//   of their cells in [0, size - 2] (none along an axis of one pixel). Nearest: coordinates in
+//   [-0.5, size - 0.5], which round into the image; there every padding is the identity too.
 // Decided in float64, the interior's bounds moved inwards and reach's outwards by a bound on the
 // error of the kernels' coordinates: those are base + step * i with base and step rounded to the
 // kernel's float type, each rounding within 2^-24 of the magnitudes involved, which the slack
-// exceeds 5-fold. So the float32 coordinates of interior pixels are inside too (the ties at the
-// ends of the nearest range stay out), and those of pixels outside reach are outside.
-// Non-finite coefficients give an empty interior and reach over the whole segment: those pixels
-// take the general path.
+// exceeds 5-fold (its size term covers underflow). So the float32 coordinates of interior pixels
+// are inside too (the ties at the ends of the nearest range stay out), and those of pixels
+// outside reach are outside. A non-finite coefficient empties the interior and leaves reach
+// unbounded along its axis: those pixels take the general path.
 template <int kDims, Interp kInterp>
-void row_windows(const double* m, int64_t w0, int64_t h, int64_t d, int64_t len, const WarpGeometry& g,
-                 Window* reach, Window* interior) {
+void row_windows(const RowLine<kDims>& line, int64_t len, const WarpGeometry& g, Window* reach, Window* interior) {
   constexpr double kInside = kInterp == Interp::Nearest ? 0.5 : 0.0;  // interior: [-kInside, size - 1 + kInside]
   constexpr double kReach = kInterp == Interp::Nearest ? 0.5 : 1.0;   // reach: [-kReach, size - 1 + kReach]
   double first = 0.0, last = double(len - 1), reach_first = 0.0, reach_last = double(len - 1);
   for (int r = 0; r < kDims; ++r) {
-    const double* row = m + r * (kDims + 1);
-    const double b = row[0] * double(w0) + row[1] * double(h) + (kDims == 3 ? row[2] * double(d) : 0.0) + row[kDims];
-    const double s = row[0];
+    const double b = line.base[r], s = line.step[r];
     if (!std::isfinite(b) || !std::isfinite(s)) {
       last = -1.0;
       continue;
     }
     const double slack = (std::abs(b) + std::abs(s) * double(len) + double(g.size[r])) * 0x1p-20;
-    const double top = double(g.size[r] - 1), inverse_s = 1.0 / s;
+    const double top = double(g.size[r] - 1), inverse_s = std::abs(s) < DBL_MIN ? 0.0 : 1.0 / s;
     narrow_to(b, s, inverse_s, -kInside + slack, top + kInside - slack, &first, &last);
     narrow_to(b, s, inverse_s, -kReach - slack, top + kReach + slack, &reach_first, &reach_last);
   }
@@ -233,7 +257,7 @@ void for_each_group(const float* base, const float* step, int64_t begin, int64_t
 template <int kDims>
 void linear_cells_avx2(const float* base, const float* step, int64_t begin, int64_t end, const WarpGeometry& g,
                        int32_t* offsets, float (*fractions)[kSegment]) {
-  __m256 last_cell[kDims];  // row_windows decided in float64; clamp so that float32 rounding cannot step outside
+  __m256 last_cell[kDims];  // row_windows keeps the cells inside; the clamp is a second guard
   __m256i stride[kDims];
   for (int r = 0; r < kDims; ++r) {
     last_cell[r] = _mm256_set1_ps(float(g.size[r] - 2));
@@ -266,7 +290,7 @@ inline void load_pairs_avx2(const float* plane, const int32_t* o, __m256* left, 
   *right = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
 }
 
-// Bi/trilinear float32 with unit x-stride, interior pixels only (see interior_window): the two
+// Bi/trilinear float32 with unit x-stride, interior pixels only (see row_windows): the two
 // taps along x are adjacent, so each of the 2 (2D) or 4 (3D) source rows is one 64-bit load
 // per pixel, and the interpolation is a chain of lerps. Rotated reads defeat the hardware
 // prefetcher, so each group also prefetches where the same pixels kPrefetchRows output rows
@@ -313,12 +337,17 @@ int64_t linear_interior_avx2(const float* base, const float* step, int64_t begin
 // Nearest sampling of any value type (label maps of every integer width, float32), interior
 // pixels only, any strides: coordinates round half to even in registers into the offsets
 // buffer, then each value is one scalar load and store (cheaper than a hardware gather, and it
-// serves 1- and 2-byte labels too). Returns where it stopped (begin when fewer than 8 pixels).
+// serves 1- and 2-byte labels too). Reflection about -0.5 (align_corners=False) leaves interior
+// coordinates in place but computes them as (x + 0.5) - 0.5 in float, as torch and
+// sample_point do: with reflect_about_half the kernel rounds that value too, so that a
+// coordinate one ulp from a tie rounds the same way. Returns where it stopped (begin when fewer
+// than 8 pixels).
 template <class T, int kDims>
 int64_t nearest_interior_avx2(const float* base, const float* step, int64_t begin, int64_t end,
-                              const WarpGeometry& g, const T* src, T* dst, int64_t plane, int64_t prefetch_delta,
-                              int32_t* offsets) {
+                              const WarpGeometry& g, bool reflect_about_half, const T* src, T* dst, int64_t plane,
+                              int64_t prefetch_delta, int32_t* offsets) {
   if (end - begin < 8) return begin;
+  const __m256 half = _mm256_set1_ps(0.5f);
   __m256 last[kDims];  // clamp as in linear_cells_avx2
   __m256i stride[kDims];
   for (int r = 0; r < kDims; ++r) {
@@ -328,7 +357,9 @@ int64_t nearest_interior_avx2(const float* base, const float* step, int64_t begi
   for_each_group<kDims>(base, step, begin, end, [&](int64_t i, const __m256* coord) {
     __m256i offset = _mm256_setzero_si256();
     for (int r = 0; r < kDims; ++r) {
-      const __m256 nearest = _mm256_round_ps(coord[r], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      __m256 x = coord[r];
+      if (reflect_about_half) x = _mm256_sub_ps(_mm256_add_ps(x, half), half);
+      const __m256 nearest = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       const __m256i q = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(nearest, _mm256_setzero_ps()), last[r]));
       offset = _mm256_add_epi32(offset, _mm256_mullo_epi32(q, stride[r]));
     }
@@ -399,7 +430,8 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
       for (int64_t w0 = 0; w0 < width; w0 += kSegment) {
         const int64_t len = std::min(kSegment, width - w0);
         F base[kDims], step[kDims];
-        row_coordinates<F, kDims>(m, w0, h, d, base, step);
+        const RowLine<kDims> line = row_line<kDims>(m, w0, h, d);
+        row_coordinates<F, kDims>(line, base, step);
         // Pixels [first, first + count) of the segment through the general path: one point at a
         // time for the few pixels next to a border, vectorised over pixels for longer runs.
         auto general = [&](int64_t first, int64_t count) {
@@ -420,7 +452,7 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
           }
         };
         Window reach, interior;
-        row_windows<kDims, kInterp>(m, w0, h, d, len, g, &reach, &interior);
+        row_windows<kDims, kInterp>(line, len, g, &reach, &interior);
         if constexpr (kPad == Padding::Zeros) {  // pixels with no tap inside the image are 0, whatever the mode
           for (int64_t c = 0; c < g.c; ++c) {
             T* out_row = dst + c * plane + w0;
@@ -442,7 +474,8 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
         if constexpr (std::is_same_v<F, float> && kInterp == Interp::Nearest) {
           if (exact_in_float) {
             begin = interior.begin;
-            end = nearest_interior_avx2<T, kDims>(base, step, begin, interior.end, g, src, dst + w0, plane,
+            end = nearest_interior_avx2<T, kDims>(base, step, begin, interior.end, g,
+                                                  kPad == Padding::Reflection && !align, src, dst + w0, plane,
                                                   prefetch_delta<kDims>(m, g, g.stride), lower[0]);
           }
         }
@@ -486,7 +519,7 @@ void linear_interior_backward(const T* src, const T* grad_out_row, const double*
       int64_t o = 0, po = 0;
       for (int r = 0; r < kDims; ++r) {
         const T coord = base[r] + step[r] * T(w);
-        // interior_window decided in float64; clamp so that rounding cannot step outside.
+        // row_windows keeps the cells inside; the clamp is a second guard.
         const T low = std::clamp(std::floor(coord), T(0), T(g.size[r] - 2));
         frac[r] = coord - low;
         o += int64_t(low) * g.stride[r];
@@ -535,7 +568,8 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
   for (int64_t d = 0; d < depth; ++d) {
     for (int64_t h = 0; h < height; ++h) {
       F base[kDims], step[kDims];
-      row_coordinates<F, kDims>(m, 0, h, d, base, step);
+      const RowLine<kDims> line = row_line<kDims>(m, 0, h, d);
+      row_coordinates<F, kDims>(line, base, step);
       const T* gout_row = gout + (d * height + h) * width;
       auto pixel = [&](int64_t w) {
         const F go = gout_row[w];
@@ -590,7 +624,7 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
       // path: there every padding is the identity with derivative 1 (border and reflection have
       // derivative 0 at coordinates 0 and size - 1, as torch; the interior's slack keeps both out).
       Window reach, interior;
-      row_windows<kDims, kInterp>(m, 0, h, d, width, g, &reach, &interior);
+      row_windows<kDims, kInterp>(line, width, g, &reach, &interior);
       if constexpr (kPad != Padding::Zeros) reach = {0, width};
       if (!fast_path || interior.end == interior.begin) interior = {reach.end, reach.end};  // all general
       for (int64_t w = reach.begin; w < interior.begin; ++w) pixel(w);
