@@ -310,8 +310,16 @@ int64_t linear_interior_avx2(const float* base, const float* step, int64_t begin
     float* out = dst + c * plane;
     for (int64_t next = begin; next < end; next += 8) {
       const int64_t i = std::min(next, end - 8), b = i - begin;
-      // One prefetch per group: more of them cost more instructions than they save in misses.
+      // 2D: one prefetch per group, for the cell's upper row; more cost more instructions than
+      // they save in misses. 3D: the cell's four rows lie in two slices, and a rotation about x
+      // or y puts the rows of one output row in many slices, which the hardware prefetcher does
+      // not follow: one prefetch per row (RandomAffine of 2 x 1x128^3: 0.74-0.89x the time).
       _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + offsets[b]), _MM_HINT_T0);
+      if constexpr (kDims == 3) {
+        for (int k = 1; k < kRows; ++k) {
+          _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + offsets[b] + row_offset[k]), _MM_HINT_T0);
+        }
+      }
       const __m256 fx = _mm256_loadu_ps(fractions[0] + b), fy = _mm256_loadu_ps(fractions[1] + b);
       __m256 along_x[kRows];
       for (int k = 0; k < kRows; ++k) {
