@@ -437,10 +437,23 @@ def test_axis_of_one_pixel_with_a_tiny_step(cpu_isa):
     rotation = torch.tensor([[math.cos(a), 0, math.sin(a), 0], [0, 1, 0, 0], [-math.sin(a), 0, math.cos(a), 0]])
     warped = affine_grid_sample(volume, rotation.repeat(2, 1, 1), backend="medimg")
     torch.testing.assert_close(warped[1], reference(volume, rotation.repeat(2, 1, 1))[1], rtol=0, atol=1e-6)
-    x1 = x[1:].clone()
-    (gx, gt), (rx, rt) = gradients_and_reference(x1, theta[1:], torch.ones_like(x1), "bilinear", "zeros", False)
+    grad_out = torch.ones_like(x)
+    grad_out[0] = 0  # sample 0 gets no gradient of its own: a write from sample 1 would show there
+    (gx, gt), (rx, rt) = gradients_and_reference(x, theta, grad_out, "bilinear", "zeros", False)
+    assert torch.equal(gx[0], torch.zeros_like(gx[0]))
     torch.testing.assert_close(gx, rx, rtol=0, atol=1e-12)
-    torch.testing.assert_close(gt, rt, rtol=0, atol=1e-9)
+    torch.testing.assert_close(gt[1], rt[1], rtol=0, atol=1e-9)
+
+
+def test_subnormal_step_counts_as_constant(cpu_isa):
+    """A step below DBL_MIN along an axis moves no coordinate: the same warp as a zero step."""
+    x = torch.rand(2, 3, 5, 70, dtype=torch.float64)
+    constant = torch.tensor([[[1.0, 0.0, 0.25], [0.0, 1.0, 0.5]]], dtype=torch.float64).repeat(2, 1, 1)
+    subnormal = constant.clone()
+    subnormal[:, 1, 0] = 1e-310
+    for mode in MODES:
+        expected = torch.ops.medimg.affine_sample(x, constant, mode, "zeros", False)
+        assert torch.equal(torch.ops.medimg.affine_sample(x, subnormal, mode, "zeros", False), expected)
 
 
 def test_backward_with_a_huge_step_is_zero_outside(cpu_isa):

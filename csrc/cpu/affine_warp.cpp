@@ -401,7 +401,9 @@ int64_t prefetch_delta(const double* m, const WarpGeometry& g, const int64_t* st
   int64_t delta = 0;
   for (int r = 0; r < kDims; ++r) {  // column 1 of M: the source step per output row
     const double limit = double(g.size[r]);
-    delta += int64_t(std::nearbyint(std::clamp(m[r * (kDims + 1) + 1] * kPrefetchRows, -limit, limit))) * strides[r];
+    // fmin/fmax, not clamp: a NaN coefficient becomes a bound (a NaN cast to int64 is undefined).
+    delta += int64_t(std::nearbyint(std::fmin(std::fmax(m[r * (kDims + 1) + 1] * kPrefetchRows, -limit), limit))) *
+             strides[r];
   }
   return delta;
 }
