@@ -170,7 +170,7 @@ inline void narrow_to(double b, double s, double inverse_s, double lo, double hi
     return;
   }
   // Where the coordinate crosses lo and hi. The product by 1 / s (finite here) is within 2 ulp
-  // of the quotient, far inside the slack, and saves three of the row's four divisions.
+  // of the quotient, far inside the slack, and saves three of each axis's four divisions.
   const double a1 = (lo - b) * inverse_s, a2 = (hi - b) * inverse_s;
   *first = std::max(*first, std::min(a1, a2));
   *last = std::min(*last, std::max(a1, a2));
