@@ -252,24 +252,33 @@ void for_each_group(const float* base, const float* step, int64_t begin, int64_t
   }
 }
 
+// Per axis, broadcast once per call (see for_each_group): the largest index a kernel's clamp
+// allows, size - back, and the stride.
+template <int kDims>
+struct AxisVectors {
+  __m256 last[kDims];
+  __m256i stride[kDims];
+  AxisVectors(const WarpGeometry& g, int64_t back) {
+    for (int r = 0; r < kDims; ++r) {
+      last[r] = _mm256_set1_ps(float(g.size[r] - back));
+      stride[r] = _mm256_set1_epi32(int32_t(g.stride[r]));
+    }
+  }
+};
+
 // Offsets (elements) of the lower corner of the cells of pixels [begin, end), and their
 // fractions along each axis. The lower corner lies in [0, size - 2]: every tap is inside.
 template <int kDims>
 void linear_cells_avx2(const float* base, const float* step, int64_t begin, int64_t end, const WarpGeometry& g,
                        int32_t* offsets, float (*fractions)[kSegment]) {
-  __m256 last_cell[kDims];  // row_windows keeps the cells inside; the clamp is a second guard
-  __m256i stride[kDims];
-  for (int r = 0; r < kDims; ++r) {
-    last_cell[r] = _mm256_set1_ps(float(g.size[r] - 2));
-    stride[r] = _mm256_set1_epi32(int32_t(g.stride[r]));
-  }
+  const AxisVectors<kDims> axes(g, 2);  // row_windows keeps the cells inside; the clamp is a second guard
   for_each_group<kDims>(base, step, begin, end, [&](int64_t i, const __m256* coord) {
     __m256i offset = _mm256_setzero_si256();
     for (int r = 0; r < kDims; ++r) {
-      const __m256 low = _mm256_min_ps(_mm256_max_ps(_mm256_floor_ps(coord[r]), _mm256_setzero_ps()), last_cell[r]);
+      const __m256 low = _mm256_min_ps(_mm256_max_ps(_mm256_floor_ps(coord[r]), _mm256_setzero_ps()), axes.last[r]);
       _mm256_storeu_ps(fractions[r] + (i - begin), _mm256_sub_ps(coord[r], low));
       const __m256i q = _mm256_cvttps_epi32(low);
-      offset = _mm256_add_epi32(offset, r == 0 ? q : _mm256_mullo_epi32(q, stride[r]));
+      offset = _mm256_add_epi32(offset, r == 0 ? q : _mm256_mullo_epi32(q, axes.stride[r]));
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(offsets + (i - begin)), offset);
   });
@@ -314,11 +323,8 @@ int64_t linear_interior_avx2(const float* base, const float* step, int64_t begin
       // they save in misses. 3D: the cell's four rows lie in two slices, and a rotation about x
       // or y puts the rows of one output row in many slices, which the hardware prefetcher does
       // not follow: one prefetch per row (RandomAffine of 2 x 1x128^3: 0.74-0.89x the time).
-      _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + offsets[b]), _MM_HINT_T0);
-      if constexpr (kDims == 3) {
-        for (int k = 1; k < kRows; ++k) {
-          _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + offsets[b] + row_offset[k]), _MM_HINT_T0);
-        }
+      for (int k = 0; k < (kDims == 3 ? kRows : 1); ++k) {
+        _mm_prefetch(reinterpret_cast<const char*>(s + prefetch_delta + offsets[b] + row_offset[k]), _MM_HINT_T0);
       }
       const __m256 fx = _mm256_loadu_ps(fractions[0] + b), fy = _mm256_loadu_ps(fractions[1] + b);
       __m256 along_x[kRows];
@@ -356,20 +362,15 @@ int64_t nearest_interior_avx2(const float* base, const float* step, int64_t begi
                               int64_t prefetch_delta, int32_t* offsets) {
   if (end - begin < 8) return begin;
   const __m256 half = _mm256_set1_ps(0.5f);
-  __m256 last[kDims];  // clamp as in linear_cells_avx2
-  __m256i stride[kDims];
-  for (int r = 0; r < kDims; ++r) {
-    last[r] = _mm256_set1_ps(float(g.size[r] - 1));
-    stride[r] = _mm256_set1_epi32(int32_t(g.stride[r]));
-  }
+  const AxisVectors<kDims> axes(g, 1);  // clamp as in linear_cells_avx2
   for_each_group<kDims>(base, step, begin, end, [&](int64_t i, const __m256* coord) {
     __m256i offset = _mm256_setzero_si256();
     for (int r = 0; r < kDims; ++r) {
       __m256 x = coord[r];
       if (reflect_about_half) x = _mm256_sub_ps(_mm256_add_ps(x, half), half);
       const __m256 nearest = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      const __m256i q = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(nearest, _mm256_setzero_ps()), last[r]));
-      offset = _mm256_add_epi32(offset, _mm256_mullo_epi32(q, stride[r]));
+      const __m256i q = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(nearest, _mm256_setzero_ps()), axes.last[r]));
+      offset = _mm256_add_epi32(offset, _mm256_mullo_epi32(q, axes.stride[r]));
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(offsets + (i - begin)), offset);
   });
@@ -636,7 +637,7 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
       Window reach, interior;
       row_windows<kDims, kInterp>(line, width, g, &reach, &interior);
       if constexpr (kPad != Padding::Zeros) reach = {0, width};
-      if (!fast_path || interior.end == interior.begin) interior = {reach.end, reach.end};  // all general
+      if (!fast_path) interior = {reach.end, reach.end};  // all general
       for (int64_t w = reach.begin; w < interior.begin; ++w) pixel(w);
       linear_interior_backward<T, kDims>(src, gout_row, m, base, step, interior.begin, interior.end, g, plane_stride,
                                          h, d, grad_in, grad_m);
