@@ -234,9 +234,10 @@ void row_windows(const RowLine<kDims>& line, int64_t len, const WarpGeometry& g,
 // coordinates along axis r.
 // Visitors store through __m256i pointers, which may alias anything: loop invariants they read
 // from memory would be loaded again for every group, so they take them from local registers
-// (as base and step here).
+// (as base and step here). Always inlined: called out of line, the visitor reads its captures
+// through references on every group.
 template <int kDims, class Visit>
-void for_each_group(const float* base, const float* step, int64_t begin, int64_t end, Visit visit) {
+[[gnu::always_inline]] inline void for_each_group(const float* base, const float* step, int64_t begin, int64_t end, Visit visit) {
   const __m256 lanes = _mm256_setr_ps(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
   __m256 base_v[kDims], step_v[kDims];
   for (int r = 0; r < kDims; ++r) {
