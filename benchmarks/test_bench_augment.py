@@ -1,5 +1,5 @@
 """Affine augmentation: medimg (RandomAffine and the bare op) vs F.affine_grid + F.grid_sample
-and installed peers (OpenCV, kornia, MONAI), on the cases of medimg.bench.augment.CASES."""
+and installed peers (OpenCV, albumentations, kornia, torchvision, MONAI), on the cases of medimg.bench.augment.CASES."""
 
 import pytest
 import torch

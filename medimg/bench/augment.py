@@ -1,18 +1,18 @@
 """``medimg bench augment``: affine augmentation of images and masks, 2D and 3D.
 
 Cases: batch 32 of 1x256x256 float32 images with int64 (and uint8) masks, rotation
-+-15 degrees, zoom 0.9-1.1, horizontal flip p=0.5; volumes 2 x 1x128^3. Peers on the CPU:
-OpenCV, albumentations, kornia and MONAI where installed. Each implementation
-warps the same batch (peers with their own random parameters of the same ranges);
-ratios are medimg's speed-up, and for the bare warp the fraction of copy bandwidth.
++-15 degrees, zoom 0.9-1.1, horizontal flip p=0.5; volumes 2 x 1x128^3. Peers on the CPU,
+where they can be imported: OpenCV, albumentations, kornia, torchvision (v2) and MONAI. Each
+implementation warps the same batch (peers with their own random parameters of the same
+ranges); ratios are medimg's speed-up, and for the bare warp the fraction of copy bandwidth.
 On a CUDA device the same cases run there, plus batches far larger than the L2 cache
 (512 x 1x512x512 in float32 and bfloat16, 16 x 1x128^3) for the fraction of the card's
-copy bandwidth; peers there: F.grid_sample, kornia, and cupyx.scipy.ndimage.affine_transform.
+copy bandwidth; peers there: F.grid_sample, kornia, torchvision and
+cupyx.scipy.ndimage.affine_transform.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 from collections.abc import Callable
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from medimg.bench.peers import import_peer
 from medimg.bench.report import device_name, format_rows
 from medimg.bench.suite import Implementations, measure_cases
 from medimg.bench.timing import copy_bandwidth
@@ -82,10 +83,9 @@ def _opencv(image: Tensor, mask: Tensor | None, convert_in_loop: bool = False) -
     travels as uint8 (labels < 256): converted once outside the timing, or (``convert_in_loop``)
     per sample inside it and back to the mask's dtype, which is what a pipeline that needs int64
     labels out (cross-entropy targets), as medimg gives them, must do."""
-    try:
-        cv2 = importlib.import_module("cv2")
-    except ImportError:
+    if (modules := import_peer("cv2")) is None:
         return None
+    cv2 = modules[0]
     cv2.setNumThreads(torch.get_num_threads())
     images = image[:, 0].numpy()
     masks = None if mask is None else (mask if convert_in_loop else mask.to(torch.uint8)).numpy()
@@ -111,10 +111,9 @@ def _opencv(image: Tensor, mask: Tensor | None, convert_in_loop: bool = False) -
 def _albumentations(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
     """albumentations Affine + HorizontalFlip per sample (linear image, nearest mask, zeros outside)."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network
-    try:
-        albu = importlib.import_module("albumentations")
-    except ImportError:
+    if (modules := import_peer("albumentations")) is None:
         return None
+    albu = modules[0]
     transform = albu.Compose([albu.Affine(rotate=(-DEGREES, DEGREES), scale=SCALE, p=1.0),
                               albu.HorizontalFlip(p=HFLIP_P)])
     images = image[:, 0].numpy()
@@ -131,10 +130,9 @@ def _albumentations(image: Tensor, mask: Tensor | None) -> Callable[[], object] 
 
 
 def _kornia(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
-    try:
-        aug = importlib.import_module("kornia.augmentation")
-    except ImportError:
+    if (modules := import_peer("kornia.augmentation")) is None:
         return None
+    aug = modules[0]
     keys = ["input"] if mask is None else ["input", "mask"]
     pipeline = aug.AugmentationSequential(
         aug.RandomAffine(degrees=DEGREES, scale=SCALE, p=1.0),
@@ -145,11 +143,25 @@ def _kornia(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
     return lambda: pipeline(*inputs)
 
 
-def _monai(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
-    try:
-        mt = importlib.import_module("monai.transforms")
-    except ImportError:
+def _torchvision(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
+    """torchvision.transforms.v2 RandomAffine + RandomHorizontalFlip on an Image and its Mask
+    (bilinear image, nearest mask, zeros outside). A v2 transform draws one set of parameters
+    per call, so per-sample parameters, as the others draw them, take one call per sample."""
+    if (modules := import_peer("torchvision.transforms.v2", "torchvision.tv_tensors")) is None:
         return None
+    v2, tv_tensors = modules
+    transform = v2.Compose([v2.RandomAffine(degrees=DEGREES, scale=SCALE,
+                                            interpolation=v2.InterpolationMode.BILINEAR),
+                            v2.RandomHorizontalFlip(p=HFLIP_P)])
+    images = [tv_tensors.Image(image[i]) for i in range(image.shape[0])]
+    masks = None if mask is None else [tv_tensors.Mask(mask[i : i + 1]) for i in range(mask.shape[0])]
+    return lambda: [transform(x) if masks is None else transform(x, masks[i]) for i, x in enumerate(images)]
+
+
+def _monai(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
+    if (modules := import_peer("monai.transforms")) is None:
+        return None
+    mt = modules[0]
     keys = ["image"] if mask is None else ["image", "mask"]
     modes = ["bilinear"] if mask is None else ["bilinear", "nearest"]
     spatial = image.dim() - 2
@@ -166,11 +178,9 @@ def _monai(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
 def _cupy(image: Tensor, mask: Tensor | None, theta: Tensor) -> Callable[[], object] | None:
     """cupyx.scipy.ndimage.affine_transform per sample (it takes one matrix per call): order 1
     for the image, order 0 for the mask, zeros outside; the same pixel matrices as medimg's."""
-    try:
-        cp = importlib.import_module("cupy")
-        ndimage = importlib.import_module("cupyx.scipy.ndimage")
-    except ImportError:
+    if (modules := import_peer("cupy", "cupyx.scipy.ndimage")) is None:
         return None
+    cp, ndimage = modules
     if image.dtype not in (torch.float32, torch.float64):  # cupy has no bfloat16
         return None
     k = image.dim() - 2
@@ -216,6 +226,7 @@ def implementations(case: Case) -> Implementations:
                  _opencv(image, mask, convert_in_loop=True) if on_cpu and planar and converts else None,
              "albumentations Affine+HFlip loop": _albumentations(image, mask) if on_cpu and planar else None,
              "kornia AugmentationSequential": _kornia(image, mask) if planar else None,
+             "torchvision v2 RandomAffine+HFlip loop": _torchvision(image, mask) if planar else None,
              "MONAI RandAffined+RandFlipd loop": _monai(image, mask) if on_cpu else None,
              "cupyx affine_transform loop": None if on_cpu else _cupy(image, mask, theta)}
     for name, fn in peers.items():

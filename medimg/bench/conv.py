@@ -16,7 +16,6 @@ With a CUDA device the same layers also run there in bfloat16 and float32 agains
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from medimg.bench.peers import import_peer
 from medimg.bench.report import device_name, format_rows
 from medimg.bench.suite import Implementations, measure_cases
 from medimg.bench.timing import copy_bandwidth
@@ -119,10 +119,9 @@ def forward_backward(conv: Conv, x: Tensor, w: Tensor, b: Tensor, grad: Tensor,
 def opencv_filter2d(x: Tensor, w: Tensor, b: Tensor) -> Callable[[], np.ndarray] | None:
     """A 1-channel 'same' convolution as one cv2.filter2D (2D correlation + bias) per image and
     output channel, into a fresh (N, OC, H, W) array; None without OpenCV."""
-    try:
-        cv2 = importlib.import_module("cv2")
-    except ImportError:
+    if (modules := import_peer("cv2")) is None:
         return None
+    cv2 = modules[0]
     images, kernels, biases = x[:, 0].numpy(), w[:, 0].numpy(), b.tolist()
     n, out_channels = images.shape[0], kernels.shape[0]
 

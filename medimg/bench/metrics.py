@@ -9,7 +9,6 @@ L2 cache) for the fraction of the card's copy bandwidth.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from medimg.bench.peers import import_peer
 from medimg.bench.report import device_name, format_rows
 from medimg.bench.suite import Implementations, measure_cases
 from medimg.bench.timing import copy_bandwidth
@@ -85,24 +85,20 @@ def one_hot_stats(pred: Tensor, target: Tensor, k: int) -> Tensor:
 def _peers(pred: Tensor, target: Tensor, k: int) -> dict[str, Callable[[], object]]:
     """MONAI and torchmetrics Dice + IoU where installed (each on its own preferred input)."""
     found: dict[str, Callable[[], object]] = {}
-    try:
-        monai_metrics = importlib.import_module("monai.metrics")
+    if (modules := import_peer("monai.metrics")) is not None:
+        monai_metrics = modules[0]
         p1 = F.one_hot(pred.long(), k).movedim(-1, 1).float()
         t1 = F.one_hot(target.long(), k).movedim(-1, 1).float()
         dice_metric = monai_metrics.DiceMetric(include_background=True, reduction="none")
         iou_metric = monai_metrics.MeanIoU(include_background=True, reduction="none")
         found["MONAI DiceMetric+MeanIoU (one-hot in)"] = lambda: (dice_metric(p1, t1), iou_metric(p1, t1))
-    except Exception:
-        pass
-    try:
-        seg = importlib.import_module("torchmetrics.functional.segmentation")
+    if (modules := import_peer("torchmetrics.functional.segmentation")) is not None:
+        seg = modules[0]
         p64, t64 = pred.long(), target.long()
         found["torchmetrics dice_score+mean_iou"] = lambda: (
             seg.dice_score(p64, t64, num_classes=k, input_format="index", average=None),
             seg.mean_iou(p64, t64, num_classes=k, input_format="index", per_class=True),
         )
-    except Exception:
-        pass
     return found
 
 
