@@ -1022,6 +1022,24 @@ def test_fake_tensor_mode_leaves_no_fake_constants_behind():
     assert type(got) is torch.Tensor and torch.equal(got, torch.eye(2, 3, dtype=torch.float64).expand(1, 2, 3))
 
 
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("spatial", [(7, 9), (1, 12), (5, 6, 4)], ids=str)
+def test_pixel_coefficients_numpy_equals_torch(spatial, align_corners):
+    """A CPU theta without gradient takes the NumPy formula, one that needs a gradient torch's:
+    the same matrices, and an identity theta exactly the identity in both."""
+    k = len(spatial)
+    theta = random_theta(5, k, "zoom_out", torch.Generator().manual_seed(29))
+    plain = pixel_coefficients(theta, spatial, align_corners)
+    tracked = pixel_coefficients(theta.clone().requires_grad_(), spatial, align_corners)
+    assert tracked.requires_grad and not plain.requires_grad and plain.dtype == torch.float64
+    torch.testing.assert_close(plain, tracked.detach(), rtol=1e-15, atol=1e-12)
+    eye = torch.eye(k, k + 1).expand(3, k, k + 1)
+    for t in (eye, eye.clone().requires_grad_()):
+        if min(spatial) > 1 or not align_corners:  # a 1-pixel axis with align_corners maps everything to 0
+            assert torch.equal(pixel_coefficients(t, spatial, align_corners).detach(),
+                               torch.eye(k, k + 1, dtype=torch.float64).expand(3, k, k + 1))
+
+
 def test_overflowing_theta_is_rejected():
     theta = torch.tensor([[[1e308, -1e308, 0.0], [0.0, 1.0, 0.0]]], dtype=torch.float64)
     with pytest.raises(ValueError, match=r"^theta: "):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -25,6 +26,7 @@ from medimg.transforms import (
     RandomGamma,
     RandomGaussianNoise,
 )
+from medimg.transforms import affine as affine_transform
 
 CPU = torch.device("cpu")
 PADDINGS = ["zeros", "border", "reflection"]
@@ -174,6 +176,23 @@ def test_affine_sample_theta(spatial):
     # normalisation (S^-1 A^-1 S) cancels in the determinant
     det = torch.linalg.det(theta[..., :k]).abs()
     assert ((det >= 1 / 2.0**k - 1e-9) & (det <= 1 / 0.5**k + 1e-9)).all(), det
+
+
+@pytest.mark.parametrize("spatial", [(17, 23), (7, 9, 11)], ids=str)
+@pytest.mark.parametrize("extras", [{}, {"translate": 0.3, "shear": (-30, 45)}], ids=["plain", "translate+shear"])
+def test_affine_theta_numpy_equals_torch(spatial, extras):
+    """sample_theta composes in NumPy on the CPU and in torch on other devices: the same
+    operations on the same uniforms give the same matrices (sin/cos may differ in the last ulp)."""
+    t = RandomAffine(degrees=(-40, 40), scale=(0.5, 2.0), hflip_p=0.5, vflip_p=0.5, dflip_p=0.5, p=0.8, **extras)
+    uniform = torch.rand(64, 16, generator=seeded(27), dtype=torch.float64)
+    layouts = {xp: affine_transform._draw_layout(t._draw_spec(len(spatial)), spatial, False, CPU, xp)
+               for xp in (np, torch)}
+    columns = len(layouts[np].low)
+    from_numpy = affine_transform.compose_theta(uniform[:, :columns].numpy(), layouts[np], np)
+    from_torch = affine_transform.compose_theta(uniform[:, :columns], layouts[torch], torch)
+    assert isinstance(from_numpy, np.ndarray) and isinstance(from_torch, Tensor)
+    torch.testing.assert_close(torch.from_numpy(from_numpy), from_torch, rtol=1e-14, atol=1e-15)
+    assert torch.equal(t.sample_theta(64, spatial, CPU, seeded(28)), t.sample_theta(64, spatial, CPU, seeded(28)))
 
 
 def test_affine_translate_and_shear_known_answer():
