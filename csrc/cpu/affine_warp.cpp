@@ -169,8 +169,8 @@ inline void narrow_to(double b, double s, double inverse_s, double lo, double hi
     if (!(b >= lo && b <= hi)) *last = -1.0;
     return;
   }
-  // Where the coordinate crosses lo and hi. The product by 1 / s (finite here) is within 2 ulp
-  // of the quotient, far inside the slack, and saves three of each axis's four divisions.
+  // Where the coordinate crosses lo and hi. The product by 1 / s (finite here, and computed once
+  // per sample) is within 2 ulp of the quotient, far inside the slack.
   const double a1 = (lo - b) * inverse_s, a2 = (hi - b) * inverse_s;
   *first = std::max(*first, std::min(a1, a2));
   *last = std::min(*last, std::max(a1, a2));
@@ -199,7 +199,8 @@ inline Window window_of(double first, double last, int64_t len) {
 // outside reach are outside. A non-finite coefficient empties the interior and leaves reach
 // unbounded along its axis: those pixels take the general path.
 template <int kDims, Interp kInterp>
-void row_windows(const RowLine<kDims>& line, int64_t len, const WarpGeometry& g, Window* reach, Window* interior) {
+[[gnu::always_inline]] inline void row_windows(const RowLine<kDims>& line, const double* inverse_step, int64_t len,
+                                               const WarpGeometry& g, Window* reach, Window* interior) {
   constexpr double kInside = kInterp == Interp::Nearest ? 0.5 : 0.0;  // interior: [-kInside, size - 1 + kInside]
   constexpr double kReach = kInterp == Interp::Nearest ? 0.5 : 1.0;   // reach: [-kReach, size - 1 + kReach]
   double first = 0.0, last = double(len - 1), reach_first = 0.0, reach_last = double(len - 1);
@@ -210,9 +211,9 @@ void row_windows(const RowLine<kDims>& line, int64_t len, const WarpGeometry& g,
       continue;
     }
     const double slack = (std::abs(b) + std::abs(s) * double(len) + double(g.size[r])) * 0x1p-20;
-    const double top = double(g.size[r] - 1), inverse_s = std::abs(s) < DBL_MIN ? 0.0 : 1.0 / s;
-    narrow_to(b, s, inverse_s, -kInside + slack, top + kInside - slack, &first, &last);
-    narrow_to(b, s, inverse_s, -kReach - slack, top + kReach + slack, &reach_first, &reach_last);
+    const double top = double(g.size[r] - 1);
+    narrow_to(b, s, inverse_step[r], -kInside + slack, top + kInside - slack, &first, &last);
+    narrow_to(b, s, inverse_step[r], -kReach - slack, top + kReach + slack, &reach_first, &reach_last);
   }
   *reach = window_of(reach_first, reach_last, len);
   const Window inside = window_of(first, last, len);
@@ -410,6 +411,34 @@ int64_t prefetch_delta(const double* m, const WarpGeometry& g, const int64_t* st
   return delta;
 }
 
+// 1 / step along a row per axis (column 0 of M), for row_windows: the same for every row of a
+// sample, so computed once per sample. 0 where the step is not finite or counts as constant.
+template <int kDims>
+void inverse_steps(const double* m, double* inverse_step) {
+  for (int r = 0; r < kDims; ++r) {
+    const double s = m[r * (kDims + 1)];
+    inverse_step[r] = std::isfinite(s) && std::abs(s) >= DBL_MIN ? 1.0 / s : 0.0;
+  }
+}
+
+// What stays the same for every row of a sample in the forward pass.
+template <int kDims>
+struct SampleConstants {
+  int64_t ahead;  // the interior kernels' prefetch distance
+  double inverse_step[kDims];
+};
+
+template <int kDims>
+std::vector<SampleConstants<kDims>> sample_constants(const double* m_all, const WarpGeometry& g) {
+  std::vector<SampleConstants<kDims>> constants(size_t(g.n));
+  for (int64_t n = 0; n < g.n; ++n) {
+    const double* m = m_all + n * kDims * (kDims + 1);
+    constants[size_t(n)].ahead = prefetch_delta<kDims>(m, g, g.stride);
+    inverse_steps<kDims>(m, constants[size_t(n)].inverse_step);
+  }
+  return constants;
+}
+
 template <class T, class F, int kDims, Interp kInterp, Padding kPad>
 void forward_typed(const TensorView& input, const TensorView& coeffs, const TensorView& out, bool align,
                    int num_threads) {
@@ -421,6 +450,7 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
   const double* m_all = coeffs.ptr<const double>();
   const int threads = rows * width * g.c >= (int64_t(1) << 14) ? std::max(1, num_threads) : 1;
   [[maybe_unused]] const bool exact_in_float = sizes_exact_in_float(g);  // for the AVX2 kernels
+  const std::vector<SampleConstants<kDims>> per_sample = sample_constants<kDims>(m_all, g);
 
 #pragma omp parallel num_threads(threads)
   {
@@ -432,9 +462,15 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
     // at the end so that no thread waits. Rows differ in cost (zero-filled ends of rotated
     // rows, border pixels), and with a static split the threads of RandomAffine's 32 x 256^2
     // batch spent 15% of their time at the closing barrier (guided: 10%, and 18% less CPU time).
+    int64_t previous = -2, h = 0, slice = 0;  // output row (h) and (sample, depth) slice of the last row
 #pragma omp for schedule(guided)
     for (int64_t row = 0; row < rows; ++row) {
-      const int64_t h = row % height, slice = row / height;  // one division for both
+      if (row == previous + 1) {  // the next row of a chunk: no division
+        if (++h == height) h = 0, ++slice;
+      } else {
+        h = row % height, slice = row / height;
+      }
+      previous = row;
       const int64_t n = depth == 1 ? slice : slice / depth, d = depth == 1 ? 0 : slice % depth;
       const double* m = m_all + n * kDims * (kDims + 1);
       const T* src = input.ptr<const T>() + n * g.sample_stride;
@@ -464,7 +500,7 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
           }
         };
         Window reach, interior;
-        row_windows<kDims, kInterp>(line, len, g, &reach, &interior);
+        row_windows<kDims, kInterp>(line, per_sample[size_t(n)].inverse_step, len, g, &reach, &interior);
         if constexpr (kPad == Padding::Zeros) {  // pixels with no tap inside the image are 0, whatever the mode
           for (int64_t c = 0; c < g.c; ++c) {
             T* out_row = dst + c * plane + w0;
@@ -480,7 +516,7 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
           if (g.stride[0] == 1 && exact_in_float) {
             begin = interior.begin;
             end = linear_interior_avx2<kDims>(base, step, begin, interior.end, g, src, dst + w0, plane,
-                                              prefetch_delta<kDims>(m, g, g.stride), lower[0], frac);
+                                              per_sample[size_t(n)].ahead, lower[0], frac);
           }
         }
         if constexpr (std::is_same_v<F, float> && kInterp == Interp::Nearest) {
@@ -488,7 +524,7 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
             begin = interior.begin;
             end = nearest_interior_avx2<T, kDims>(base, step, begin, interior.end, g,
                                                   kPad == Padding::Reflection && !align, src, dst + w0, plane,
-                                                  prefetch_delta<kDims>(m, g, g.stride), lower[0]);
+                                                  per_sample[size_t(n)].ahead, lower[0]);
           }
         }
 #endif
@@ -577,6 +613,8 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
   const T* gout = grad_out.ptr<const T>() + (n * g.c + c) * g.plane();
   const int64_t plane_stride[3] = {1, width, width * height};  // grad_in is contiguous
   const bool fast_path = kInterp == Interp::Bilinear && (std::is_same_v<T, double> || sizes_exact_in_float(g));
+  double inverse_step[kDims];
+  inverse_steps<kDims>(m, inverse_step);
   for (int64_t d = 0; d < depth; ++d) {
     for (int64_t h = 0; h < height; ++h) {
       F base[kDims], step[kDims];
@@ -636,7 +674,7 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
       // path: there every padding is the identity with derivative 1 (border and reflection have
       // derivative 0 at coordinates 0 and size - 1, as torch; the interior's slack keeps both out).
       Window reach, interior;
-      row_windows<kDims, kInterp>(line, width, g, &reach, &interior);
+      row_windows<kDims, kInterp>(line, inverse_step, width, g, &reach, &interior);
       if constexpr (kPad != Padding::Zeros) reach = {0, width};
       if (!fast_path) interior = {reach.end, reach.end};  // all general
       for (int64_t w = reach.begin; w < interior.begin; ++w) pixel(w);
