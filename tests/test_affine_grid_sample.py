@@ -1033,6 +1033,9 @@ def test_pixel_coefficients_numpy_equals_torch(spatial, align_corners):
     tracked = pixel_coefficients(theta.clone().requires_grad_(), spatial, align_corners)
     assert tracked.requires_grad and not plain.requires_grad and plain.dtype == torch.float64
     torch.testing.assert_close(plain, tracked.detach(), rtol=1e-15, atol=1e-12)
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):  # NumPy has no bfloat16
+        torch.testing.assert_close(pixel_coefficients(theta.to(dtype), spatial, align_corners),
+                                   pixel_coefficients(theta.to(dtype).double(), spatial, align_corners), rtol=0, atol=0)
     eye = torch.eye(k, k + 1).expand(3, k, k + 1)
     for t in (eye, eye.clone().requires_grad_()):
         if min(spatial) > 1 or not align_corners:  # a 1-pixel axis with align_corners maps everything to 0

@@ -188,8 +188,8 @@ def test_affine_theta_numpy_equals_torch(spatial, extras):
     layouts = {xp: affine_transform._draw_layout(t._draw_spec(len(spatial)), spatial, False, CPU, xp)
                for xp in (np, torch)}
     columns = len(layouts[np].low)
-    from_numpy = affine_transform.compose_theta(uniform[:, :columns].numpy(), layouts[np], np)
-    from_torch = affine_transform.compose_theta(uniform[:, :columns], layouts[torch], torch)
+    from_numpy = affine_transform._compose_theta(uniform[:, :columns].numpy(), layouts[np], np)
+    from_torch = affine_transform._compose_theta(uniform[:, :columns], layouts[torch], torch)
     assert isinstance(from_numpy, np.ndarray) and isinstance(from_torch, Tensor)
     torch.testing.assert_close(torch.from_numpy(from_numpy), from_torch, rtol=1e-14, atol=1e-15)
     assert torch.equal(t.sample_theta(64, spatial, CPU, seeded(28)), t.sample_theta(64, spatial, CPU, seeded(28)))

@@ -120,7 +120,7 @@ def pixel_coefficients(theta: Tensor, spatial: tuple[int, ...], align_corners: b
     constants = _cached_constants(tuple(int(s) for s in spatial), align_corners, theta.device)
     if theta.device.type == "cpu" and not theta.requires_grad and not tracing():
         with np.errstate(invalid="ignore", over="ignore"):  # non-finite results are the caller's to reject
-            return torch.from_numpy(_fold(theta.numpy().astype(np.float64), constants.numpy(), k))
+            return torch.from_numpy(_fold(theta.to(torch.float64).numpy(), constants.numpy(), k))
     return _fold(theta.to(torch.float64), constants, k)
 
 

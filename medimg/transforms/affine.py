@@ -118,8 +118,8 @@ class RandomAffine:
         theta maps output coordinates to the input coordinates they sample. Every draw of the
         batch comes from one ``torch.rand`` call, and the few array ops after it work on the
         whole batch (their count, not the batch size, is what a call costs). On the CPU they run
-        in NumPy, whose calls cost a fraction of torch's on arrays this small (RandomAffine of
-        32 x 1x256^2: 5% of the call); elsewhere in torch, on the device, without a sync.
+        in NumPy, whose calls cost a fraction of torch's on arrays this small (2-5% of a RandomAffine
+        call on 32 x 1x256^2, 8% on 128 x 1x28^2); elsewhere in torch, on the device, without a sync.
         """
         k = len(spatial)
         device = torch.device(device)
@@ -128,7 +128,7 @@ class RandomAffine:
         xp = np if device.type == "cpu" and not tracing() else torch
         layout = _draw_layout(self._draw_spec(k), tuple(spatial), self.align_corners, device, xp)
         uniform = torch.rand(n, len(layout.low), device=device, generator=generator, dtype=torch.float64)
-        theta = compose_theta(uniform.numpy() if xp is np else uniform, layout, xp)
+        theta = _compose_theta(uniform.numpy() if xp is np else uniform, layout, xp)
         return torch.from_numpy(theta) if xp is np else theta
 
     def _draw_spec(self, k: int) -> tuple:
@@ -144,7 +144,7 @@ class RandomAffine:
 
 
 @dataclass(frozen=True)
-class DrawLayout:
+class _DrawLayout:
     """The columns of sample_theta's uniform draws and the constants it combines them with,
     as arrays of one library (NumPy, or torch on the batch's device).
 
@@ -165,7 +165,7 @@ class DrawLayout:
 
 @constant_cache
 def _draw_layout(spec: tuple, spatial: tuple[int, ...], align_corners: bool, device: torch.device,
-                 xp: ModuleType) -> DrawLayout:
+                 xp: ModuleType) -> _DrawLayout:
     degrees, scale, shear, translate, flip_p, p = spec
     k = len(spatial)
     # Normalised coordinates are centred pixel coordinates divided by `half` per axis (x, y[, z]).
@@ -188,14 +188,14 @@ def _draw_layout(spec: tuple, spatial: tuple[int, ...], align_corners: bool, dev
             return np.array(values, dtype=np.float64)
         return torch.tensor(values, dtype=torch.float64, device=device)
 
-    return DrawLayout(
+    return _DrawLayout(
         low=array([lo for lo, _ in ranges]), span=array([hi - lo for lo, hi in ranges]),
         probabilities=array([*flip_p, p]), angles=angles, shear=shear_column, translate=translate_columns,
         ratio=array([[unit[a] / unit[r] for a in range(k + 1)] for r in range(k)]),  # exact 1 on the diagonal
         identity=array([[float(r == a) for a in range(k + 1)] for r in range(k)]))
 
 
-def compose_theta(uniform: ArrayLike, layout: DrawLayout, xp: ModuleType) -> ArrayLike:
+def _compose_theta(uniform: ArrayLike, layout: _DrawLayout, xp: ModuleType) -> ArrayLike:
     """Theta (N, k, k + 1) from the uniforms (N, columns) of sample_theta, in the library `xp`
     (numpy or torch) of the arrays: the same operations in the same order in both."""
     n, k = uniform.shape[0], layout.ratio.shape[0]
