@@ -1026,13 +1026,15 @@ def test_fake_tensor_mode_leaves_no_fake_constants_behind():
 @pytest.mark.parametrize("spatial", [(7, 9), (1, 12), (5, 6, 4)], ids=str)
 def test_pixel_coefficients_numpy_equals_torch(spatial, align_corners):
     """A CPU theta without gradient takes the NumPy formula, one that needs a gradient torch's:
-    the same matrices, and an identity theta exactly the identity in both."""
+    the same bits (a last-bit difference moves float64 pixels at nearest-neighbour ties), and an
+    identity theta exactly the identity in both."""
     k = len(spatial)
-    theta = random_theta(5, k, "zoom_out", torch.Generator().manual_seed(29))
+    theta = random_theta(64, k, "zoom_out", torch.Generator().manual_seed(29))
     plain = pixel_coefficients(theta, spatial, align_corners)
     tracked = pixel_coefficients(theta.clone().requires_grad_(), spatial, align_corners)
     assert tracked.requires_grad and not plain.requires_grad and plain.dtype == torch.float64
-    torch.testing.assert_close(plain, tracked.detach(), rtol=1e-15, atol=1e-12)
+    assert torch.equal(plain, tracked.detach())
+    assert torch.equal(pixel_coefficients(torch._neg_view(-theta), spatial, align_corners), plain)  # negative bit
     for dtype in (torch.float32, torch.float16, torch.bfloat16):  # NumPy has no bfloat16
         torch.testing.assert_close(pixel_coefficients(theta.to(dtype), spatial, align_corners),
                                    pixel_coefficients(theta.to(dtype).double(), spatial, align_corners), rtol=0, atol=0)
@@ -1041,6 +1043,28 @@ def test_pixel_coefficients_numpy_equals_torch(spatial, align_corners):
         if min(spatial) > 1 or not align_corners:  # a 1-pixel axis with align_corners maps everything to 0
             assert torch.equal(pixel_coefficients(t, spatial, align_corners).detach(),
                                torch.eye(k, k + 1, dtype=torch.float64).expand(3, k, k + 1))
+
+
+@needs_cpu_kernels
+def test_float64_nearest_does_not_depend_on_theta_gradient():
+    """Round decimal thetas put many float64 coordinates next to nearest-neighbour ties: with or
+    without a gradient on theta, the same pixels."""
+    image = torch.arange(64 * 64, dtype=torch.float64).reshape(1, 1, 64, 64)
+    theta = torch.tensor([[[0.1, 0.7, 0.25], [0.1, 0.0, -0.1]]], dtype=torch.float64)
+    plain = affine_grid_sample(image, theta, mode="nearest")
+    assert torch.equal(plain, affine_grid_sample(image, theta.clone().requires_grad_(), mode="nearest").detach())
+
+
+@needs_cpu_kernels
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
+def test_jit_trace_keeps_theta_an_input():
+    """Under torch.jit.trace, theta must stay a graph input (not a NumPy constant)."""
+    image = torch.rand(2, 1, 8, 9)
+    eye = torch.eye(2, 3).expand(2, 2, 3).contiguous()
+    traced = torch.jit.trace(lambda x, t: affine_grid_sample(x, t), (image, eye), check_trace=False)
+    shifted = eye.clone()
+    shifted[:, 0, 2] = 0.5
+    assert torch.equal(traced(image, shifted), affine_grid_sample(image, shifted))
 
 
 def test_overflowing_theta_is_rejected():

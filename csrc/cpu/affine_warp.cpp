@@ -169,8 +169,8 @@ inline void narrow_to(double b, double s, double inverse_s, double lo, double hi
     if (!(b >= lo && b <= hi)) *last = -1.0;
     return;
   }
-  // Where the coordinate crosses lo and hi. The product by 1 / s (finite here, and computed once
-  // per sample) is within 2 ulp of the quotient, far inside the slack.
+  // Where the coordinate crosses lo and hi. The product by 1 / s (finite here; computed once per
+  // sample, or per plane in the backward) is within 2 ulp of the quotient, far inside the slack.
   const double a1 = (lo - b) * inverse_s, a2 = (hi - b) * inverse_s;
   *first = std::max(*first, std::min(a1, a2));
   *last = std::min(*last, std::max(a1, a2));
@@ -238,7 +238,8 @@ template <int kDims, Interp kInterp>
 // (as base and step here). Always inlined: called out of line, the visitor reads its captures
 // through references on every group.
 template <int kDims, class Visit>
-[[gnu::always_inline]] inline void for_each_group(const float* base, const float* step, int64_t begin, int64_t end, Visit visit) {
+[[gnu::always_inline]] inline void for_each_group(const float* base, const float* step, int64_t begin, int64_t end,
+                                                  Visit visit) {
   const __m256 lanes = _mm256_setr_ps(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
   __m256 base_v[kDims], step_v[kDims];
   for (int r = 0; r < kDims; ++r) {
@@ -428,6 +429,7 @@ struct SampleConstants {
   double inverse_step[kDims];
 };
 
+// SampleConstants of every sample, from the matrices M (N, kDims, kDims + 1).
 template <int kDims>
 std::vector<SampleConstants<kDims>> sample_constants(const double* m_all, const WarpGeometry& g) {
   std::vector<SampleConstants<kDims>> constants(size_t(g.n));
@@ -465,7 +467,7 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
     int64_t previous = -2, h = 0, slice = 0;  // output row (h) and (sample, depth) slice of the last row
 #pragma omp for schedule(guided)
     for (int64_t row = 0; row < rows; ++row) {
-      if (row == previous + 1) {  // the next row of a chunk: no division
+      if (row == previous + 1) {  // the next row of a chunk: no division (in 2D; 3D still splits slice)
         if (++h == height) h = 0, ++slice;
       } else {
         h = row % height, slice = row / height;

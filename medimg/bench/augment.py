@@ -83,9 +83,8 @@ def _opencv(image: Tensor, mask: Tensor | None, convert_in_loop: bool = False) -
     travels as uint8 (labels < 256): converted once outside the timing, or (``convert_in_loop``)
     per sample inside it and back to the mask's dtype, which is what a pipeline that needs int64
     labels out (cross-entropy targets), as medimg gives them, must do."""
-    if (modules := import_peer("cv2")) is None:
+    if (cv2 := import_peer("cv2")) is None:
         return None
-    cv2 = modules[0]
     cv2.setNumThreads(torch.get_num_threads())
     images = image[:, 0].numpy()
     masks = None if mask is None else (mask if convert_in_loop else mask.to(torch.uint8)).numpy()
@@ -111,9 +110,8 @@ def _opencv(image: Tensor, mask: Tensor | None, convert_in_loop: bool = False) -
 def _albumentations(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
     """albumentations Affine + HorizontalFlip per sample (linear image, nearest mask, zeros outside)."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network
-    if (modules := import_peer("albumentations")) is None:
+    if (albu := import_peer("albumentations")) is None:
         return None
-    albu = modules[0]
     transform = albu.Compose([albu.Affine(rotate=(-DEGREES, DEGREES), scale=SCALE, p=1.0),
                               albu.HorizontalFlip(p=HFLIP_P)])
     images = image[:, 0].numpy()
@@ -130,9 +128,8 @@ def _albumentations(image: Tensor, mask: Tensor | None) -> Callable[[], object] 
 
 
 def _kornia(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
-    if (modules := import_peer("kornia.augmentation")) is None:
+    if (aug := import_peer("kornia.augmentation")) is None:
         return None
-    aug = modules[0]
     keys = ["input"] if mask is None else ["input", "mask"]
     pipeline = aug.AugmentationSequential(
         aug.RandomAffine(degrees=DEGREES, scale=SCALE, p=1.0),
@@ -147,9 +144,9 @@ def _torchvision(image: Tensor, mask: Tensor | None) -> Callable[[], object] | N
     """torchvision.transforms.v2 RandomAffine + RandomHorizontalFlip on an Image and its Mask
     (bilinear image, nearest mask, zeros outside). A v2 transform draws one set of parameters
     per call, so per-sample parameters, as the others draw them, take one call per sample."""
-    if (modules := import_peer("torchvision.transforms.v2", "torchvision.tv_tensors")) is None:
+    v2, tv_tensors = import_peer("torchvision.transforms.v2"), import_peer("torchvision.tv_tensors")
+    if v2 is None or tv_tensors is None:
         return None
-    v2, tv_tensors = modules
     transform = v2.Compose([v2.RandomAffine(degrees=DEGREES, scale=SCALE,
                                             interpolation=v2.InterpolationMode.BILINEAR),
                             v2.RandomHorizontalFlip(p=HFLIP_P)])
@@ -159,9 +156,8 @@ def _torchvision(image: Tensor, mask: Tensor | None) -> Callable[[], object] | N
 
 
 def _monai(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
-    if (modules := import_peer("monai.transforms")) is None:
+    if (mt := import_peer("monai.transforms")) is None:
         return None
-    mt = modules[0]
     keys = ["image"] if mask is None else ["image", "mask"]
     modes = ["bilinear"] if mask is None else ["bilinear", "nearest"]
     spatial = image.dim() - 2
@@ -178,9 +174,9 @@ def _monai(image: Tensor, mask: Tensor | None) -> Callable[[], object] | None:
 def _cupy(image: Tensor, mask: Tensor | None, theta: Tensor) -> Callable[[], object] | None:
     """cupyx.scipy.ndimage.affine_transform per sample (it takes one matrix per call): order 1
     for the image, order 0 for the mask, zeros outside; the same pixel matrices as medimg's."""
-    if (modules := import_peer("cupy", "cupyx.scipy.ndimage")) is None:
+    cp, ndimage = import_peer("cupy"), import_peer("cupyx.scipy.ndimage")
+    if cp is None or ndimage is None:
         return None
-    cp, ndimage = modules
     if image.dtype not in (torch.float32, torch.float64):  # cupy has no bfloat16
         return None
     k = image.dim() - 2

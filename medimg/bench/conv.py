@@ -119,9 +119,8 @@ def forward_backward(conv: Conv, x: Tensor, w: Tensor, b: Tensor, grad: Tensor,
 def opencv_filter2d(x: Tensor, w: Tensor, b: Tensor) -> Callable[[], np.ndarray] | None:
     """A 1-channel 'same' convolution as one cv2.filter2D (2D correlation + bias) per image and
     output channel, into a fresh (N, OC, H, W) array; None without OpenCV."""
-    if (modules := import_peer("cv2")) is None:
+    if (cv2 := import_peer("cv2")) is None:
         return None
-    cv2 = modules[0]
     images, kernels, biases = x[:, 0].numpy(), w[:, 0].numpy(), b.tolist()
     n, out_channels = images.shape[0], kernels.shape[0]
 

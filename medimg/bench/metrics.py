@@ -85,15 +85,13 @@ def one_hot_stats(pred: Tensor, target: Tensor, k: int) -> Tensor:
 def _peers(pred: Tensor, target: Tensor, k: int) -> dict[str, Callable[[], object]]:
     """MONAI and torchmetrics Dice + IoU where installed (each on its own preferred input)."""
     found: dict[str, Callable[[], object]] = {}
-    if (modules := import_peer("monai.metrics")) is not None:
-        monai_metrics = modules[0]
+    if (monai_metrics := import_peer("monai.metrics")) is not None:
         p1 = F.one_hot(pred.long(), k).movedim(-1, 1).float()
         t1 = F.one_hot(target.long(), k).movedim(-1, 1).float()
         dice_metric = monai_metrics.DiceMetric(include_background=True, reduction="none")
         iou_metric = monai_metrics.MeanIoU(include_background=True, reduction="none")
         found["MONAI DiceMetric+MeanIoU (one-hot in)"] = lambda: (dice_metric(p1, t1), iou_metric(p1, t1))
-    if (modules := import_peer("torchmetrics.functional.segmentation")) is not None:
-        seg = modules[0]
+    if (seg := import_peer("torchmetrics.functional.segmentation")) is not None:
         p64, t64 = pred.long(), target.long()
         found["torchmetrics dice_score+mean_iou"] = lambda: (
             seg.dice_score(p64, t64, num_classes=k, input_format="index", average=None),

@@ -81,10 +81,11 @@ def check_backend(backend: str) -> str:
 
 
 def tracing() -> bool:
-    """Whether torch.compile traces, or a dispatch mode (FakeTensorMode, make_fx, ...) is active:
-    tensors made now may be fake or symbolic, so they must not enter (or come from) a cache of
-    real constants."""
-    return torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0
+    """Whether torch.compile or torch.jit.trace traces, or a dispatch mode (FakeTensorMode,
+    make_fx, ...) is active: tensors made now may be fake, symbolic or recorded, so they must not
+    enter (or come from) a cache of real constants, nor leave torch for NumPy."""
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or torch._C._len_torch_dispatch_stack() > 0)
 
 
 def constant_cache(make: Callable[..., T]) -> Callable[..., T]:

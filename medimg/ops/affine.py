@@ -9,6 +9,7 @@ from torch import Tensor
 
 from medimg import _extension
 from medimg.ops import _reference
+from medimg.ops._arrays import Array, ordered_matmul
 from medimg.ops._boundary import (
     FLOAT_DTYPES,
     INTEGER_DTYPES,
@@ -113,20 +114,22 @@ def pixel_coefficients(theta: Tensor, spatial: tuple[int, ...], align_corners: b
     one matrix per sample: row r of M is row r of theta times a constant (k + 1) x (k + 1)
     matrix, plus a constant row (one batched matmul and one add, differentiable, so gradients
     reach theta by autograd). The constants are arranged so that an identity theta gives
-    exactly the identity matrix (no rounding). A CPU theta that needs no gradient takes the
-    same formula in NumPy, whose calls on arrays this small cost a fraction of torch's.
+    exactly the identity matrix (no rounding). A plain CPU theta that needs no gradient, outside
+    tracing, takes the same formula in NumPy (the same bits), whose calls on arrays this small
+    cost a fraction of torch's.
     """
     k = len(spatial)
     constants = _cached_constants(tuple(int(s) for s in spatial), align_corners, theta.device)
-    if theta.device.type == "cpu" and not theta.requires_grad and not tracing():
+    if type(theta) is Tensor and theta.device.type == "cpu" and not theta.requires_grad and not tracing():
         with np.errstate(invalid="ignore", over="ignore"):  # non-finite results are the caller's to reject
-            return torch.from_numpy(_fold(theta.to(torch.float64).numpy(), constants.numpy(), k))
+            plain = theta.to(torch.float64).numpy(force=True)  # force: a negative-bit view too
+            return torch.from_numpy(_fold(plain, constants.numpy(), k))
     return _fold(theta.to(torch.float64), constants, k)
 
 
-def _fold(theta: np.ndarray | Tensor, constants: np.ndarray | Tensor, k: int) -> np.ndarray | Tensor:
-    """pixel_coefficients' formula, in the library of its arrays (NumPy or torch)."""
-    return (theta[..., None, :] @ constants[:, : k + 1])[..., 0, :] + constants[:, k + 1]
+def _fold(theta: Array, constants: Array, k: int) -> Array:
+    """pixel_coefficients' formula, with the same bits in NumPy and torch (ordered_matmul)."""
+    return ordered_matmul(theta[..., None, :], constants[:, : k + 1])[..., 0, :] + constants[:, k + 1]
 
 
 @constant_cache

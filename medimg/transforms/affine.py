@@ -11,12 +11,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from medimg.ops._arrays import Array, ordered_matmul
 from medimg.ops._boundary import check_backend, check_tensor, constant_cache, tracing
 from medimg.ops.affine import MODES, PADDING_MODES, warp_image_and_labels
 from medimg.transforms._sampling import as_range, check_generator, check_image, check_probability
 
 _MIN_ZOOM = 1e-6
-ArrayLike = np.ndarray | Tensor  # sample_theta's arrays: NumPy on the CPU, torch elsewhere
 
 
 class RandomAffine:
@@ -117,9 +117,10 @@ class RandomAffine:
         whatever the aspect ratio, and inverted in closed form (D^-1 S^-1 R^T, then the shift):
         theta maps output coordinates to the input coordinates they sample. Every draw of the
         batch comes from one ``torch.rand`` call, and the few array ops after it work on the
-        whole batch (their count, not the batch size, is what a call costs). On the CPU they run
-        in NumPy, whose calls cost a fraction of torch's on arrays this small (2-5% of a RandomAffine
-        call on 32 x 1x256^2, 8% on 128 x 1x28^2); elsewhere in torch, on the device, without a sync.
+        whole batch (their count, not the batch size, is what a call costs). On the CPU, outside
+        tracing, they run in NumPy, whose calls cost a fraction of torch's on batches of tens to
+        hundreds (2-5% of a RandomAffine call on 32 x 1x256^2, 8% on 128 x 1x28^2); elsewhere in
+        torch, on the device, without a sync.
         """
         k = len(spatial)
         device = torch.device(device)
@@ -153,14 +154,14 @@ class _DrawLayout:
     translations (pixels) when those are enabled. ``low + span * u`` maps a uniform to its range.
     """
 
-    low: ArrayLike
-    span: ArrayLike
-    probabilities: ArrayLike
+    low: Array
+    span: Array
+    probabilities: Array
     angles: slice
     shear: int | None
     translate: slice | None
-    ratio: ArrayLike  # (k, k + 1): centred pixel units to F.affine_grid's normalised ones
-    identity: ArrayLike
+    ratio: Array  # (k, k + 1): centred pixel units to F.affine_grid's normalised ones
+    identity: Array
 
 
 @constant_cache
@@ -183,7 +184,7 @@ def _draw_layout(spec: tuple, spatial: tuple[int, ...], align_corners: bool, dev
         ranges += [(-t * 2 * h, t * 2 * h) for t, h in zip(translate, half, strict=True)]
     unit = [max(h, 0.5) for h in half] + [1.0]
 
-    def array(values: list) -> ArrayLike:
+    def array(values: list) -> Array:
         if xp is np:
             return np.array(values, dtype=np.float64)
         return torch.tensor(values, dtype=torch.float64, device=device)
@@ -195,9 +196,10 @@ def _draw_layout(spec: tuple, spatial: tuple[int, ...], align_corners: bool, dev
         identity=array([[float(r == a) for a in range(k + 1)] for r in range(k)]))
 
 
-def _compose_theta(uniform: ArrayLike, layout: _DrawLayout, xp: ModuleType) -> ArrayLike:
+def _compose_theta(uniform: Array, layout: _DrawLayout, xp: ModuleType) -> Array:
     """Theta (N, k, k + 1) from the uniforms (N, columns) of sample_theta, in the library `xp`
-    (numpy or torch) of the arrays: the same operations in the same order in both."""
+    (numpy or torch) of the arrays: the same elementwise operations in the same order in both,
+    so the same bits, but for sin, cos and tan, whose last bit may differ between libraries."""
     n, k = uniform.shape[0], layout.ratio.shape[0]
     draws = layout.low + uniform * layout.span  # each column mapped to its range
     events = draws[:, : k + 1] < layout.probabilities  # a flip per axis, then "transform this sample"
@@ -209,22 +211,22 @@ def _compose_theta(uniform: ArrayLike, layout: _DrawLayout, xp: ModuleType) -> A
     if layout.translate is None:
         shift = xp.zeros_like(inverse[:, :, :1])
     else:
-        shift = -(inverse @ draws[:, layout.translate][:, :, None])
+        shift = -ordered_matmul(inverse, draws[:, layout.translate][:, :, None])
     theta = xp.concatenate([inverse, shift], axis=2)
     return xp.where(events[:, k].reshape(n, 1, 1), theta * layout.ratio, layout.identity)
 
 
-def _inverse_rotation(angles: ArrayLike, xp: ModuleType) -> ArrayLike:
+def _inverse_rotation(angles: Array, xp: ModuleType) -> Array:
     """R^-1 = R^T (N, k, k) for angles (N, 1) in 2D, or (N, 3) in 3D: R = Rz Ry Rx, the three
     rotating about z (the x-y plane), y (x-z) and x (y-z)."""
     cos, sin = xp.cos(angles), xp.sin(angles)
     if angles.shape[1] == 1:
         return xp.concatenate([cos, sin, -sin, cos], axis=1).reshape(-1, 2, 2)
     rz, ry, rx = (_plane_rotation(cos[:, i], sin[:, i], plane, xp) for i, plane in enumerate([(0, 1), (0, 2), (1, 2)]))
-    return xp.swapaxes(rz @ ry @ rx, 1, 2)
+    return xp.swapaxes(ordered_matmul(ordered_matmul(rz, ry), rx), 1, 2)
 
 
-def _plane_rotation(cos: ArrayLike, sin: ArrayLike, axes: tuple[int, int], xp: ModuleType) -> ArrayLike:
+def _plane_rotation(cos: Array, sin: Array, axes: tuple[int, int], xp: ModuleType) -> Array:
     """(N, 3, 3) rotations by angles of the given cos and sin in the plane of two axes (x=0, y=1, z=2)."""
     one, zero = xp.ones_like(cos), xp.zeros_like(cos)
     rows = [[one if i == j else zero for j in range(3)] for i in range(3)]
