@@ -544,15 +544,14 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
 // first, then odd ones: neighbours share taps, and a read-modify-write of grad_in that waits on
 // the previous pixel's store to the same element would serialise the loop. Rotated reads and
 // writes defeat the hardware prefetcher: each pixel prefetches what the same pixel
-// kPrefetchRows rows below touches (32 x 1x256^2: 1.7x).
+// kPrefetchRows rows below touches, src_ahead and grad_ahead elements further in src and
+// grad_in (32 x 1x256^2: 1.7x).
 template <class T, int kDims>
-void linear_interior_backward(const T* src, const T* grad_out_row, const double* m, const T* base, const T* step,
-                              int64_t begin, int64_t end, const WarpGeometry& g, const int64_t* plane_stride,
-                              int64_t h, int64_t d, T* grad_in, double* grad_m) {
+void linear_interior_backward(const T* src, const T* grad_out_row, const T* base, const T* step, int64_t begin,
+                              int64_t end, const WarpGeometry& g, const int64_t* plane_stride, int64_t src_ahead,
+                              int64_t grad_ahead, int64_t h, int64_t d, T* grad_in, double* grad_m) {
   constexpr int kTaps = 1 << kDims;
   if (begin >= end) return;
-  const int64_t src_ahead = prefetch_delta<kDims>(m, g, g.stride);
-  const int64_t grad_ahead = prefetch_delta<kDims>(m, g, plane_stride);
   int64_t tap_src[kTaps], tap_grad[kTaps];  // tap k relative to the lower corner, in src and grad_in
   for (int k = 0; k < kTaps; ++k) {
     tap_src[k] = tap_grad[k] = 0;
@@ -615,8 +614,12 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
   const T* gout = grad_out.ptr<const T>() + (n * g.c + c) * g.plane();
   const int64_t plane_stride[3] = {1, width, width * height};  // grad_in is contiguous
   const bool fast_path = kInterp == Interp::Bilinear && (std::is_same_v<T, double> || sizes_exact_in_float(g));
+  // Once per plane, as the forward keeps them per sample (SampleConstants): 1 / step per axis
+  // and the prefetch distances in src and grad_in.
   double inverse_step[kDims];
   inverse_steps<kDims>(m, inverse_step);
+  const int64_t src_ahead = prefetch_delta<kDims>(m, g, g.stride);
+  const int64_t grad_ahead = prefetch_delta<kDims>(m, g, plane_stride);
   for (int64_t d = 0; d < depth; ++d) {
     for (int64_t h = 0; h < height; ++h) {
       F base[kDims], step[kDims];
@@ -680,8 +683,8 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
       if constexpr (kPad != Padding::Zeros) reach = {0, width};
       if (!fast_path) interior = {reach.end, reach.end};  // all general
       for (int64_t w = reach.begin; w < interior.begin; ++w) pixel(w);
-      linear_interior_backward<T, kDims>(src, gout_row, m, base, step, interior.begin, interior.end, g, plane_stride,
-                                         h, d, grad_in, grad_m);
+      linear_interior_backward<T, kDims>(src, gout_row, base, step, interior.begin, interior.end, g, plane_stride,
+                                         src_ahead, grad_ahead, h, d, grad_in, grad_m);
       for (int64_t w = interior.end; w < reach.end; ++w) pixel(w);
     }
   }

@@ -5,9 +5,18 @@ other devices, tracing and autograd take torch."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import Tensor
 
+from medimg.ops._boundary import tracing
+
 Array = np.ndarray | Tensor
+
+
+def numpy_allowed(device: torch.device) -> bool:
+    """Whether host arithmetic for `device` may leave torch for NumPy: on the CPU, outside
+    tracing (fake, symbolic or recorded tensors must stay in torch)."""
+    return device.type == "cpu" and not tracing()
 
 
 def ordered_matmul(a: Array, b: Array) -> Array:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from medimg import _extension
 from medimg.ops import _reference
-from medimg.ops._arrays import Array, ordered_matmul
+from medimg.ops._arrays import Array, numpy_allowed, ordered_matmul
 from medimg.ops._boundary import (
     FLOAT_DTYPES,
     INTEGER_DTYPES,
@@ -20,7 +20,6 @@ from medimg.ops._boundary import (
     cuda_stream,
     empty_output,
     num_threads,
-    tracing,
     use_compiled,
     view,
 )
@@ -120,7 +119,7 @@ def pixel_coefficients(theta: Tensor, spatial: tuple[int, ...], align_corners: b
     """
     k = len(spatial)
     constants = _cached_constants(tuple(int(s) for s in spatial), align_corners, theta.device)
-    if type(theta) is Tensor and theta.device.type == "cpu" and not theta.requires_grad and not tracing():
+    if type(theta) is Tensor and not theta.requires_grad and numpy_allowed(theta.device):
         with np.errstate(invalid="ignore", over="ignore"):  # non-finite results are the caller's to reject
             plain = theta.to(torch.float64).numpy(force=True)  # force: a negative-bit view too
             return torch.from_numpy(_fold(plain, constants.numpy(), k))

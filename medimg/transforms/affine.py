@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from medimg.ops._arrays import Array, ordered_matmul
-from medimg.ops._boundary import check_backend, check_tensor, constant_cache, tracing
+from medimg.ops._arrays import Array, numpy_allowed, ordered_matmul
+from medimg.ops._boundary import check_backend, check_tensor, constant_cache
 from medimg.ops.affine import MODES, PADDING_MODES, warp_image_and_labels
 from medimg.transforms._sampling import as_range, check_generator, check_image, check_probability
 
@@ -126,7 +126,7 @@ class RandomAffine:
         device = torch.device(device)
         if device.type == "cuda" and device.index is None:  # the cache keys on the GPU itself
             device = torch.device("cuda", torch.cuda.current_device())
-        xp = np if device.type == "cpu" and not tracing() else torch
+        xp = np if numpy_allowed(device) else torch
         layout = _draw_layout(self._draw_spec(k), tuple(spatial), self.align_corners, device, xp)
         uniform = torch.rand(n, len(layout.low), device=device, generator=generator, dtype=torch.float64)
         theta = _compose_theta(uniform.numpy() if xp is np else uniform, layout, xp)
