@@ -141,6 +141,46 @@ MEDIMG_HD WarpGeometry warp_geometry(const TensorView& input) {
   return g;
 }
 
+// Kernels compute coordinates along a row segment by segment: from the segment's first pixel
+// w0 in float64 (row_line), then base + step * i in the kernel's float type for its pixels
+// w0 + i, i < kRowSegment (segment_point). The CPU and CUDA kernels segment alike, so both
+// sample a pixel at the same coordinates.
+constexpr int64_t kRowSegment = 512;
+
+// Source coordinates of the pixels w0 + i of output row (h, d) through the kDims x (kDims + 1)
+// matrix m, in float64: base[r] + step[r] * i along axis r.
+template <int kDims>
+struct RowLine {
+  double base[kDims], step[kDims];
+};
+
+template <int kDims>
+MEDIMG_HD RowLine<kDims> row_line(const double* m, int64_t w0, int64_t h, int64_t d) {
+  RowLine<kDims> line;
+  for (int r = 0; r < kDims; ++r) {
+    const double* row = m + r * (kDims + 1);
+    const double z = kDims == 3 ? row[2] * double(d) : 0.0;
+    line.base[r] = row[0] * double(w0) + row[1] * double(h) + z + row[kDims];
+    line.step[r] = row[0];
+  }
+  return line;
+}
+
+// A row segment's base and step in F.
+template <class F, int kDims>
+MEDIMG_HD void row_coordinates(const RowLine<kDims>& line, F* base, F* step) {
+  for (int r = 0; r < kDims; ++r) {
+    base[r] = F(line.base[r]);
+    step[r] = F(line.step[r]);
+  }
+}
+
+// Raw source coordinates of pixel i of a row segment.
+template <class F, int kDims>
+MEDIMG_HD void segment_point(const F* base, const F* step, int32_t i, F* raw) {
+  for (int r = 0; r < kDims; ++r) raw[r] = base[r] + step[r] * F(i);
+}
+
 // Weight of tap k (bit r of k: upper neighbour along axis r) and its derivative along axis `axis`
 // (axis = -1: no derivative), from the fractional parts of the coordinates.
 template <class F, int kDims>
@@ -179,17 +219,22 @@ MEDIMG_HD I nearest_index(F x) {
   return I(nearbyint(x));
 }
 
-// One output pixel, every channel, from its raw (unpadded) source coordinates: padding, taps
-// and interpolation of F.grid_sample at one point. The CUDA kernel runs it once per thread;
-// the CPU kernels run it on the few pixels per row next to the image border. src: the
-// sample's channel 0; dst: the pixel in channel 0, channels `plane` elements apart. Values
-// are read and written through load_as / store_as (bilinear) or copied (nearest).
+// The taps of one output pixel: where F.grid_sample reads (offsets within a channel plane) and
+// with what weights, from the pixel's raw (unpadded) source coordinates, after padding. A tap
+// outside the image weighs 0 and points inside the plane (reading it is safe; it adds nothing).
 // I indexes within one channel plane, so the caller guarantees plane offsets fit in I. Offsets
-// are summed in unsigned arithmetic (wrapping, never overflowing); a tap outside the image is
-// never read.
-template <class T, class F, int kDims, Interp kInterp, Padding kPad, class I = int64_t>
-MEDIMG_HD void sample_point(const T* src, const F* raw, const WarpGeometry& g, bool align, T* dst, int64_t plane) {
+// are summed in unsigned arithmetic (wrapping, never overflowing).
+template <class F, int kDims, Interp kInterp, class I>
+struct PointTaps {
+  static constexpr int kCount = kInterp == Interp::Bilinear ? 1 << kDims : 1;
+  I offset[kCount];
+  F weight[kCount];  // nearest: 1 inside the image, 0 outside
+};
+
+template <class F, int kDims, Interp kInterp, Padding kPad, class I = int64_t>
+MEDIMG_HD PointTaps<F, kDims, kInterp, I> point_taps(const F* raw, const WarpGeometry& g, bool align) {
   using U = std::make_unsigned_t<I>;
+  PointTaps<F, kDims, kInterp, I> taps;
   F coord[kDims];
   for (int r = 0; r < kDims; ++r) coord[r] = padded_coordinate<kPad>(raw[r], g.size[r], align);
   if constexpr (kInterp == Interp::Nearest) {
@@ -200,10 +245,9 @@ MEDIMG_HD void sample_point(const T* src, const F* raw, const WarpGeometry& g, b
       ok = ok && in_bounds(q, g.size[r]);
       o += U(q) * U(g.stride[r]);
     }
-    const I off = ok ? I(o) : I(0);
-    for (int64_t c = 0; c < g.c; ++c) dst[c * plane] = ok ? src[c * g.channel_stride + off] : T{};
+    taps.offset[0] = ok ? I(o) : I(0);
+    taps.weight[0] = ok ? F(1) : F(0);
   } else {
-    constexpr int kTaps = 1 << kDims;
     I lo[kDims];
     F frac[kDims];
     lower_corner<F, kDims, I>(coord, lo, frac);
@@ -220,26 +264,47 @@ MEDIMG_HD void sample_point(const T* src, const F* raw, const WarpGeometry& g, b
         axis_weight[r][upper] = inside ? (upper ? frac[r] : F(1) - frac[r]) : F(0);
       }
     }
-    I off[kTaps];
-    F wt[kTaps];
-    for (int k = 0; k < kTaps; ++k) {  // the products in tap_weight's order: equal weights
+    for (int k = 0; k < (1 << kDims); ++k) {  // the products in tap_weight's order: equal weights
       U o = 0;
       F w = F(1);
       for (int r = 0; r < kDims; ++r) {
         o += axis_offset[r][(k >> r) & 1];
         w *= axis_weight[r][(k >> r) & 1];
       }
-      off[k] = I(o);
-      wt[k] = w;
+      taps.offset[k] = I(o);
+      taps.weight[k] = w;
     }
-    for (int64_t c = 0; c < g.c; ++c) {
-      const T* s = src + c * g.channel_stride;
-      F acc = F(0);
-      for (int k = 0; k < kTaps; ++k) {  // a tap outside the image adds 0, even next to inf/NaN pixels
-        if (wt[k] != F(0)) acc += wt[k] * load_as<F>(s[off[k]]);
-      }
-      dst[c * plane] = store_as<T>(acc);
+  }
+  return taps;
+}
+
+// The output value at a point from its taps, tap k's value given by value(k): bilinear
+// interpolation through load_as / store_as, or the nearest value copied (0 outside a zero-padded
+// image). A tap outside the image is not asked for, so it adds 0 even next to inf/NaN pixels.
+// The CPU reads each value there (value(k) reads memory); the GPU reads them all first.
+template <class T, class F, int kDims, Interp kInterp, class I, class Value>
+MEDIMG_HD T blend_taps(const PointTaps<F, kDims, kInterp, I>& taps, const Value& value) {
+  if constexpr (kInterp == Interp::Nearest) {
+    return taps.weight[0] != F(0) ? value(0) : T{};
+  } else {
+    F acc = F(0);
+    for (int k = 0; k < taps.kCount; ++k) {
+      if (taps.weight[k] != F(0)) acc += taps.weight[k] * load_as<F>(value(k));
     }
+    return store_as<T>(acc);
+  }
+}
+
+// One output pixel, every channel, from its raw source coordinates: padding, taps and
+// interpolation of F.grid_sample at one point. The CPU kernels run it on the few pixels per row
+// next to the image border. src: the sample's channel 0; dst: the pixel in channel 0, channels
+// `plane` elements apart.
+template <class T, class F, int kDims, Interp kInterp, Padding kPad, class I = int64_t>
+MEDIMG_HD void sample_point(const T* src, const F* raw, const WarpGeometry& g, bool align, T* dst, int64_t plane) {
+  const auto taps = point_taps<F, kDims, kInterp, kPad, I>(raw, g, align);
+  for (int64_t c = 0; c < g.c; ++c) {
+    const T* s = src + c * g.channel_stride;
+    dst[c * plane] = blend_taps<T>(taps, [&](int k) { return read_input(s + taps.offset[k]); });
   }
 }
 

@@ -55,6 +55,19 @@ MEDIMG_HD F load_as(T v) {
   else return F(v);
 }
 
+// A value of a kernel's read-only input. On the GPU through the read-only data path
+// (ld.global.nc), which lets the compiler issue the reads of a thread's next pixels before
+// the stores of its earlier ones; a plain read on the CPU.
+template <class T>
+MEDIMG_HD T read_input(const T* p) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (is_float16_v<T>) return T{__ldg(reinterpret_cast<const unsigned short*>(p))};
+  else return __ldg(p);
+#else
+  return *p;
+#endif
+}
+
 template <class T, class F>
 MEDIMG_HD T store_as(F v) {
   if constexpr (is_float16_v<T>) return from_acc<T>(float(v));

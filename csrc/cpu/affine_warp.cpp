@@ -29,7 +29,6 @@
 namespace medimg::cpu::MEDIMG_ISA_NS {
 namespace {
 
-constexpr int64_t kSegment = 512;
 constexpr int64_t kPointRun = 16;  // border runs up to this long take the per-point path
 
 // Whether float32 holds every pixel index of every axis exactly (sizes up to 2^24): the float32
@@ -43,42 +42,12 @@ constexpr int tap_count() {
   return kInterp == Interp::Bilinear ? (1 << kDims) : 1;
 }
 
-// Source coordinates of the pixels w0 + i of output row (h, d) through the kDims x (kDims + 1)
-// matrix m, in float64: base[r] + step[r] * i along axis r. Computed once per row segment, so
-// that the kernels' coordinates and the windows that decide where they may run start from the
-// same numbers.
-template <int kDims>
-struct RowLine {
-  double base[kDims], step[kDims];
-};
-
-template <int kDims>
-RowLine<kDims> row_line(const double* m, int64_t w0, int64_t h, int64_t d) {
-  RowLine<kDims> line;
-  for (int r = 0; r < kDims; ++r) {
-    const double* row = m + r * (kDims + 1);
-    const double z = kDims == 3 ? row[2] * double(d) : 0.0;
-    line.base[r] = row[0] * double(w0) + row[1] * double(h) + z + row[kDims];
-    line.step[r] = row[0];
-  }
-  return line;
-}
-
-// The kernels' coordinates of a row segment: base + i * step in F.
-template <class F, int kDims>
-void row_coordinates(const RowLine<kDims>& line, F* base, F* step) {
-  for (int r = 0; r < kDims; ++r) {
-    base[r] = F(line.base[r]);
-    step[r] = F(line.step[r]);
-  }
-}
-
 // Per-axis source positions of pixels first .. first + len - 1 of a row segment whose pixel i
 // sits at base + step * i: the lower neighbour and the fraction towards the upper one
 // (bilinear), or the nearest pixel (nearest), stored from index 0.
 template <class F, int kDims, Interp kInterp, Padding kPad>
 void axis_positions(const F* base, const F* step, int64_t first, int64_t len, const WarpGeometry& g, bool align,
-                    int32_t (*lower)[kSegment], F (*frac)[kSegment]) {
+                    int32_t (*lower)[kRowSegment], F (*frac)[kRowSegment]) {
   for (int r = 0; r < kDims; ++r) {
     const F b = base[r], s = step[r];
     const int64_t size = g.size[r];
@@ -86,7 +55,7 @@ void axis_positions(const F* base, const F* step, int64_t first, int64_t len, co
     F* fr = frac[r];
 #pragma omp simd
     for (int64_t i = 0; i < len; ++i) {
-      const F coord = padded_coordinate<kPad>(b + s * F(int32_t(first + i)), size, align);  // < kSegment
+      const F coord = padded_coordinate<kPad>(b + s * F(int32_t(first + i)), size, align);  // < kRowSegment
       if constexpr (kInterp == Interp::Nearest) {
         lo[i] = nearest_index<int32_t>(coord);
       } else {
@@ -101,7 +70,7 @@ void axis_positions(const F* base, const F* step, int64_t first, int64_t len, co
 // Taps of pixels [begin, begin + len) of a segment: off[k * len + i], wt[k * len + i] for tap k.
 // Each loop is flat over pixels (axes and taps outside), so it vectorises.
 template <class F, int kDims, Interp kInterp>
-void combine_taps(const int32_t (*lower)[kSegment], const F (*frac)[kSegment], int64_t begin, int64_t len,
+void combine_taps(const int32_t (*lower)[kRowSegment], const F (*frac)[kRowSegment], int64_t begin, int64_t len,
                   const WarpGeometry& g, int32_t* off, F* wt) {
   for (int k = 0; k < tap_count<kDims, kInterp>(); ++k) {
     int32_t* __restrict o = off + k * len;
@@ -273,7 +242,7 @@ struct AxisVectors {
 // fractions along each axis. The lower corner lies in [0, size - 2]: every tap is inside.
 template <int kDims>
 void linear_cells_avx2(const float* base, const float* step, int64_t begin, int64_t end, const WarpGeometry& g,
-                       int32_t* offsets, float (*fractions)[kSegment]) {
+                       int32_t* offsets, float (*fractions)[kRowSegment]) {
   const AxisVectors<kDims> axes(g, 2);  // row_windows keeps the cells inside; the clamp is a second guard
   for_each_group<kDims>(base, step, begin, end, [&](int64_t i, const __m256* coord) {
     __m256i offset = _mm256_setzero_si256();
@@ -311,7 +280,7 @@ inline void load_pairs_avx2(const float* plane, const int32_t* o, __m256* left, 
 template <int kDims>
 int64_t linear_interior_avx2(const float* base, const float* step, int64_t begin, int64_t end, const WarpGeometry& g,
                              const float* src, float* dst, int64_t plane, int64_t prefetch_delta, int32_t* offsets,
-                             float (*fractions)[kSegment]) {
+                             float (*fractions)[kRowSegment]) {
   constexpr int kRows = 1 << (kDims - 1);
   if (end - begin < 8) return begin;
   linear_cells_avx2<kDims>(base, step, begin, end, g, offsets, fractions);
@@ -456,10 +425,10 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
 
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<int32_t> off(size_t(kTaps * kSegment));
-    std::vector<F> wt(size_t(kTaps * kSegment));
-    int32_t lower[kDims][kSegment];
-    F frac[kDims][kSegment];
+    std::vector<int32_t> off(size_t(kTaps * kRowSegment));
+    std::vector<F> wt(size_t(kTaps * kRowSegment));
+    int32_t lower[kDims][kRowSegment];
+    F frac[kDims][kRowSegment];
     // Guided: long runs of consecutive rows (what the prefetch and the caches want), shrinking
     // at the end so that no thread waits. Rows differ in cost (zero-filled ends of rotated
     // rows, border pixels), and with a static split the threads of RandomAffine's 32 x 256^2
@@ -477,8 +446,8 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
       const double* m = m_all + n * kDims * (kDims + 1);
       const T* src = input.ptr<const T>() + n * g.sample_stride;
       T* dst = out.ptr<T>() + n * g.c * plane + (d * height + h) * width;
-      for (int64_t w0 = 0; w0 < width; w0 += kSegment) {
-        const int64_t len = std::min(kSegment, width - w0);
+      for (int64_t w0 = 0; w0 < width; w0 += kRowSegment) {
+        const int64_t len = std::min(kRowSegment, width - w0);
         F base[kDims], step[kDims];
         const RowLine<kDims> line = row_line<kDims>(m, w0, h, d);
         row_coordinates<F, kDims>(line, base, step);
@@ -489,7 +458,7 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
           if (count <= kPointRun) {
             for (int64_t i = first; i < first + count; ++i) {
               F raw[kDims];
-              for (int r = 0; r < kDims; ++r) raw[r] = base[r] + step[r] * F(int32_t(i));
+              segment_point<F, kDims>(base, step, int32_t(i), raw);
               sample_point<T, F, kDims, kInterp, kPad>(src, raw, g, align, dst + w0 + i, plane);
             }
             return;
