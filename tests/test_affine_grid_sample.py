@@ -836,8 +836,10 @@ def test_cuda_integer_labels_nearest(shape, dtype, padding_mode, align_corners):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.uint8, torch.int64], ids=str)
 @pytest.mark.parametrize("align_corners", [False, True])
 def test_cuda_matches_cpu(dtype, align_corners):
+    """The CUDA kernels sample where the CPU kernels do, including rows of several 512-pixel
+    segments, whose coordinates both restart from each segment's first pixel."""
     gen = torch.Generator().manual_seed(14)
-    for shape in [(2, 3, 17, 23), (1, 2, 7, 9, 11)]:
+    for shape in [(2, 3, 17, 23), (1, 2, 7, 9, 11), (2, 2, 5, 1100), (1, 1, 3, 4, 700)]:
         x = random_input(shape, dtype, gen)
         theta = random_theta(shape[0], len(shape) - 2, "mild", gen)
         for mode in MODES if dtype.is_floating_point else ["nearest"]:
