@@ -56,8 +56,8 @@ MEDIMG_HD F load_as(T v) {
 }
 
 // A value of a kernel's read-only input. On the GPU through the read-only data path
-// (ld.global.nc), which lets the compiler issue the reads of a thread's next pixels before
-// the stores of its earlier ones; a plain read on the CPU.
+// (ld.global.nc): the compiler may then move a read ahead of the kernel's earlier stores, which
+// cannot touch it. A plain read on the CPU.
 template <class T>
 MEDIMG_HD T read_input(const T* p) {
 #if defined(__CUDA_ARCH__)

@@ -26,17 +26,6 @@ constexpr int kThreads = 256;
 template <class T>
 using coord_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
-// Raw (unpadded) input coordinates of output pixel (w, h, d) through M.
-template <class F, int kDims>
-__device__ __forceinline__ void raw_coordinates(const double* m, int64_t w, int64_t h, int64_t d, F* coord) {
-#pragma unroll
-  for (int r = 0; r < kDims; ++r) {
-    const double* row = m + r * (kDims + 1);
-    const double z = kDims == 3 ? row[2] * double(d) : 0.0;
-    coord[r] = F(row[0] * double(w) + row[1] * double(h) + z + row[kDims]);
-  }
-}
-
 // Forward: a block of 32 x 8 threads covers 8 rows of one (sample, depth) slice; a thread takes
 // kPixels pixels of a row, 32 apart (a warp's store writes 32 consecutive pixels). A thread
 // computes its row's float64 start once, its pixels' coordinates as base + step * i in F (as
@@ -146,9 +135,10 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(TensorView grad_out,
   if (p < plane) {
     const int64_t w = p % g.size[0], h = (p / g.size[0]) % g.size[1], d = p / (g.size[0] * g.size[1]);
     F coord[kDims], coord_grad[kDims], dcoord[kDims] = {};
-    raw_coordinates<F, kDims>(coeffs + n * kCoeffs, w, h, d, coord);
+    const RowLine<kDims> line = row_line<kDims>(coeffs + n * kCoeffs, w, h, d);  // a line starting at pixel w
 #pragma unroll
     for (int r = 0; r < kDims; ++r) {
+      coord[r] = F(line.base[r]);
       coord_grad[r] = padded_coordinate_grad<kPad>(coord[r], g.size[r], align);
       coord[r] = padded_coordinate<kPad>(coord[r], g.size[r], align);
     }
