@@ -28,6 +28,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from medimg.bench.peers import unavailable_peers
+
     suite = importlib.import_module(f"medimg.bench.{args.suite}")
     wanted = ("cpu", "cuda") if args.device == "all" else (args.device,)
     devices = tuple(d for d in wanted if d in suite.DEVICES and (d == "cpu" or torch.cuda.is_available()))
@@ -36,6 +38,8 @@ def _bench(args: argparse.Namespace) -> int:
               f"(this suite runs on {', '.join(suite.DEVICES)}; CUDA available: {torch.cuda.is_available()})")
         return 1
     print(suite.run(min_run_time=args.min_run_time, devices=devices))
+    if note := unavailable_peers():
+        print(note)
     return 0
 
 

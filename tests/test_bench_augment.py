@@ -59,6 +59,18 @@ def test_peer_that_fails_to_import_is_left_out(monkeypatch, error):
         return real(name, *args)
 
     monkeypatch.setattr(peers.importlib, "import_module", import_module)
+    monkeypatch.setattr(peers, "_unavailable", {})
     names = bench_augment.implementations(TINY)
     assert not any(name.startswith(("torchvision", "kornia")) for name in names)
     assert {bench_augment.MEDIMG, "F.affine_grid + F.grid_sample"} <= set(names)
+    note = peers.unavailable_peers()  # and the report says which were left out, and why
+    assert note.startswith("peers not timed: ")
+    assert f"kornia (installed, import failed: {error.__name__}: cannot load kornia.augmentation)" in note
+    assert "torchvision (installed, import failed" in note
+
+
+def test_peer_not_installed_is_named_so(monkeypatch):
+    monkeypatch.setattr(peers, "_unavailable", {})
+    assert peers.unavailable_peers() == ""
+    assert peers.import_peer("medimg_no_such_peer.sub") is None
+    assert peers.unavailable_peers() == "peers not timed: medimg_no_such_peer (not installed)"
