@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -714,8 +715,15 @@ def _bad_cases() -> list:
         ("empty batch", (torch.zeros(0, 1, 4, 5), th[:0]), {}, ValueError, "^input: empty batch"),
         ("theta on meta", (img, th.to("meta")), {}, ValueError, "one device.*theta on meta"),
         ("input on meta", (img.to("meta"), th), {}, ValueError, "one device.*input on meta"),
-        ("align_corners int", (img, th), {"align_corners": 1}, TypeError, "^align_corners: expected a bool"),
-        ("align_corners None", (img, th), {"align_corners": None}, TypeError, "^align_corners: expected a bool"),
+        ("align_corners int", (img, th), {"align_corners": 1}, TypeError, "^align_corners: expected True or False"),
+        ("align_corners None", (img, th), {"align_corners": None}, TypeError, "^align_corners: expected True or"),
+        ("align_corners numpy", (img, th), {"align_corners": np.bool_(True)}, TypeError,
+         "^align_corners: .*of type numpy.bool"),
+        ("mode a list", (img, th), {"mode": ["bilinear"]}, ValueError, r"^mode: .*\['bilinear'\]"),
+        ("padding a list", (img, th), {"padding_mode": ["zeros"]}, ValueError, "^padding_mode: "),
+        ("no channels", (torch.zeros(2, 0, 4, 5), th), {}, ValueError, r"^input: every channel .*\(2, 0, 4, 5\)"),
+        ("zero height", (torch.zeros(2, 1, 0, 5), th), {}, ValueError, "^input: every channel and spatial size"),
+        ("zero depth", (torch.zeros(2, 1, 0, 4, 5), th3), {}, ValueError, "^input: every channel and spatial"),
         ("unknown backend", (img, th), {"backend": "cuda"}, ValueError, "^backend: .*'cuda'"),
         ("complex input", (img.to(torch.complex64), th), {}, TypeError, "^input: unsupported dtype"),
     ]

@@ -238,10 +238,19 @@ def test_affine_generator_none_and_float64():
     ({"degrees": math.inf}, "degrees"), ({"degrees": math.nan}, "degrees"), ({"scale": math.nan}, "scale"),
     ({"scale": (1e-40, 1e-40)}, "scale"), ({"shear": math.nan}, "shear"), ({"translate": math.nan}, "translate"),
     ({"degrees": (0, 0, (0, math.inf))}, "degrees"),
+    # wrong kinds of value, named rather than failing inside float() or a dict lookup
+    ({"degrees": ((1, 2), (3, 4))}, "degrees"), ({"hflip_p": "a"}, "hflip_p"), ({"p": None}, "p"),
+    ({"translate": True}, "translate"), ({"translate": "ab"}, "translate"), ({"mode": ["bilinear"]}, "mode"),
 ])
 def test_affine_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=f"^{name}: "):
         RandomAffine(**kwargs)
+
+
+@pytest.mark.parametrize("align_corners", ["no", 1, None])
+def test_affine_align_corners_must_be_bool(align_corners):
+    with pytest.raises(TypeError, match=r"^align_corners: expected True or False"):
+        RandomAffine(align_corners=align_corners)
 
 
 def test_affine_bad_call_arguments():
@@ -255,9 +264,29 @@ def test_affine_bad_call_arguments():
         t(torch.rand(8, 9))
     with pytest.raises(ValueError, match=r"^image: "):
         t(torch.rand(0, 1, 8, 9))
-    # a generator on another device type than the batch
+    with pytest.raises(ValueError, match=r"^image: every channel and spatial size"):
+        t(torch.rand(2, 1, 0, 9))
+    with pytest.raises(ValueError, match=r"^image: .*mode='nearest'"):  # named as the caller named it
+        t(torch.zeros(2, 1, 8, 9, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"image on cpu, mask on meta"):
+        t(image, torch.zeros(2, 8, 9, dtype=torch.uint8, device="meta"))
+    # a generator on another device type than the batch, or not a generator
     with pytest.raises(ValueError, match=r"^generator: "):
         t(image.to("meta"), generator=seeded(0))
+    with pytest.raises(TypeError, match=r"^generator: expected a torch.Generator"):
+        t(image, generator=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_affine_half_precision_on_cpu_takes_the_reference(dtype):
+    """The CPU kernel is float32/float64; backend="auto" warps 16-bit images with the reference."""
+    image, mask = torch.rand(3, 1, 9, 10, generator=seeded(70)).to(dtype), random_mask((3, 9, 10), torch.int64, 71)
+    t_auto, t_torch = RandomAffine(degrees=20), RandomAffine(degrees=20, backend="torch")
+    out, out_mask = t_auto(image, mask, generator=seeded(72))
+    expected, expected_mask = t_torch(image, mask, generator=seeded(72))
+    assert out.dtype == dtype and torch.equal(out, expected) and torch.equal(out_mask, expected_mask)
+    with pytest.raises(TypeError, match="pass backend='torch'"):
+        RandomAffine(backend="medimg")(image)
 
 
 def test_affine_generator_on_other_device():
@@ -302,6 +331,30 @@ def test_normalize01_percentiles(percentiles):
     assert float(out[0, 0, 3, 4]) == 1.0  # clipped (or the maximum itself)
 
 
+def test_normalize01_percentiles_float64_exact():
+    """float64 images get float64 percentiles: an offset of 1e6 leaves float32 ~0.06 of resolution."""
+    image = (torch.linspace(0, 1, 100, dtype=torch.float64) + 1e6).view(1, 1, 10, 10)
+    out, _ = Normalize01(percentiles=(10, 90))(image)
+    lo, hi = torch.quantile(image.flatten(1), torch.tensor([0.1, 0.9], dtype=torch.float64), dim=1)
+    torch.testing.assert_close(out, ((image - lo) / (hi - lo)).clamp(0, 1), rtol=0, atol=1e-9)
+
+
+def test_normalize01_percentiles_beyond_quantile_limit():
+    """torch.quantile refuses more than 2^24 elements; a 256^3 volume has exactly that many."""
+    image = torch.arange(2**24 + 1, dtype=torch.float32).view(1, 1, 1, -1)
+    out, _ = Normalize01(percentiles=(25, 75))(image)
+    assert float(out[0, 0, 0, 2**22]) == 0.0 and float(out[0, 0, 0, 3 * 2**22]) == 1.0
+    assert float(out[0, 0, 0, 2**23]) == 0.5
+
+
+@pytest.mark.parametrize("percentiles", [None, (1, 99)])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_normalize01_constant_sample_is_zero(dtype, percentiles):
+    """The smallest range divided by is at least the dtype's smallest normal number: 1e-8 is 0 in float16."""
+    out, _ = Normalize01(percentiles=percentiles)(torch.full((2, 1, 4, 4), 3.0, dtype=dtype))
+    assert out.dtype == dtype and torch.equal(out, torch.zeros_like(out))
+
+
 def test_normalize01_bad_input():
     with pytest.raises(TypeError, match=r"^image: "):
         Normalize01()(torch.zeros(1, 1, 4, 4, dtype=torch.uint8))
@@ -310,6 +363,9 @@ def test_normalize01_bad_input():
     for bad in [(50, 10), (-1, 50), (0, 101), (30, 30), (1, 2, 3)]:
         with pytest.raises(ValueError, match=r"^percentiles: "):
             Normalize01(percentiles=bad)
+    for bad in [0, -1e-8, math.nan, math.inf, "small"]:
+        with pytest.raises(ValueError, match=r"^eps: "):
+            Normalize01(eps=bad)
 
 
 # ----------------------------------------------------------------------------- intensity transforms
@@ -411,9 +467,39 @@ def test_intensity_bad_ranges(make, name):
         make()
 
 
-def test_noise_negative_std_number():
+@pytest.mark.parametrize("std", [-0.1, math.nan, math.inf, (0.0, math.nan)])
+def test_noise_bad_std(std):
     with pytest.raises(ValueError, match=r"^std: "):
-        RandomGaussianNoise(std=-0.1)
+        RandomGaussianNoise(std=std)
+
+
+STATISTICAL = {"normalize01": Normalize01(), "normalize01 percentiles": Normalize01(percentiles=(1, 99)),
+               "gamma": RandomGamma(p=1.0), "contrast": RandomContrast(p=1.0)}
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("name", list(STATISTICAL))
+def test_statistics_refuse_non_finite_samples(name, bad):
+    """A NaN or inf pixel would spread over its whole sample through the sample's statistic."""
+    image = torch.rand(3, 2, 5, 6, generator=seeded(60))
+    image[1, 1, 2, 3] = bad
+    with pytest.raises(ValueError, match=r"^image: sample\(s\) \[1\] hold NaN or infinite pixels"):
+        STATISTICAL[name](image)
+
+
+@pytest.mark.parametrize("name", ["brightness", "noise"])
+def test_elementwise_leave_nan_where_it_is(name):
+    image = torch.rand(2, 1, 5, 6, generator=seeded(61))
+    image[0, 0, 1, 2] = math.nan
+    out, _ = INTENSITY[name](1.0)(image, generator=seeded(62))
+    assert torch.equal(torch.isnan(out), torch.isnan(image))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gamma_keeps_constant_half_sample(dtype):
+    image = torch.full((2, 1, 4, 4), 3.0, dtype=dtype)
+    out, _ = RandomGamma(p=1.0)(image, generator=seeded(63))
+    assert torch.equal(out, image)
 
 
 @pytest.mark.parametrize("name", list(INTENSITY))
@@ -424,6 +510,8 @@ def test_intensity_bad_input(name):
         INTENSITY[name](1.0)(torch.zeros(4, 4))
     with pytest.raises(ValueError, match=r"^generator: "):
         INTENSITY[name](1.0)(torch.zeros(1, 1, 4, 4, device="meta"), generator=seeded(0))
+    with pytest.raises(ValueError, match=r"^image: every channel and spatial size"):
+        INTENSITY[name](1.0)(torch.zeros(2, 0, 4, 4))
 
 
 # ----------------------------------------------------------------------------- Compose

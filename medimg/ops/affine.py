@@ -13,6 +13,7 @@ from medimg.ops._arrays import Array, numpy_allowed, ordered_matmul
 from medimg.ops._boundary import (
     FLOAT_DTYPES,
     INTEGER_DTYPES,
+    check_backend,
     check_batch,
     check_same_device,
     check_tensor,
@@ -27,6 +28,10 @@ from medimg.ops._boundary import (
 MODES = {"bilinear": 0, "nearest": 1}
 PADDING_MODES = {"zeros": 0, "border": 1, "reflection": 2}
 _MAX_PLANE_OFFSET = 2**31 - 1
+# What the compiled forward kernels take per device (bool masks travel as uint8); with
+# backend="auto", other dtypes (float16/bfloat16 on the CPU) take the torch reference.
+_KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64, *INTEGER_DTYPES, torch.bool),
+                  "cuda": (*FLOAT_DTYPES, *INTEGER_DTYPES, torch.bool)}
 
 
 def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", padding_mode: str = "zeros",
@@ -45,6 +50,7 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
         align_corners: as ``F.affine_grid``/``F.grid_sample``: -1 and 1 are the centres of
             the corner pixels (True) or their outer edges (False).
         backend: "auto" | "medimg" | "torch" (the F.affine_grid + F.grid_sample reference).
+            "auto" takes the reference for a dtype the kernel lacks (float16/bfloat16 on the CPU).
 
     Returns:
         The warped batch, input's shape and dtype, contiguous. Differentiable with respect to
@@ -57,7 +63,7 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
         True
     """
     input, theta = _check_affine_args(input, theta, mode, padding_mode, align_corners)
-    coeffs = _kernel_coefficients(input, theta, align_corners, backend)
+    coeffs = _kernel_coefficients(input, theta, align_corners, _pick_backend(backend, input))
     return _warp(input, theta, coeffs, mode, padding_mode, align_corners)
 
 
@@ -66,17 +72,32 @@ def warp_image_and_labels(image: Tensor, labels: Tensor | None, theta: Tensor, m
                           ) -> tuple[Tensor, Tensor | None]:
     """``affine_grid_sample`` of an image batch (``mode``) and of its label maps (nearest; None:
     none) by the same theta, with one argument check and one set of pixel coefficients for both.
-    What RandomAffine calls; shapes as affine_grid_sample. ``theta_is_finite=True`` (thetas
-    composed from bounded draws) skips the finiteness check, which on CUDA is a device sync."""
-    image, theta = _check_affine_args(image, theta, mode, padding_mode, align_corners)
+    What RandomAffine calls, so errors name its arguments, image and mask; shapes as
+    affine_grid_sample. ``theta_is_finite=True`` (thetas composed from bounded draws) skips the
+    finiteness check, which on CUDA is a device sync."""
+    image, theta = _check_affine_args(image, theta, mode, padding_mode, align_corners, name="image")
     if labels is not None:
+        if check_tensor("mask", labels).device != image.device:
+            check_same_device(image=image, mask=labels)  # raises, naming both
         labels, _ = _check_affine_args(labels, theta, "nearest", padding_mode, align_corners, name="mask")
         if labels.shape[2:] != image.shape[2:]:
             raise ValueError(f"mask: spatial shape {tuple(labels.shape[2:])} differs from image's "
                              f"{tuple(image.shape[2:])}")
+    backend = _pick_backend(backend, image, *([] if labels is None else [labels]))
     coeffs = _kernel_coefficients(image, theta, align_corners, backend, check_finite=not theta_is_finite)
     warped = _warp(image, theta, coeffs, mode, padding_mode, align_corners)
     return warped, None if labels is None else _warp(labels, theta, coeffs, "nearest", padding_mode, align_corners)
+
+
+def _pick_backend(backend: str, *inputs: Tensor) -> str:
+    """`backend`, with "auto" resolved to "torch" where a compiled kernel lacks an input's dtype."""
+    if backend != "auto":
+        return check_backend(backend)
+    supported = _KERNEL_DTYPES.get(inputs[0].device.type, ())
+    for t in inputs:
+        if t.dtype not in supported:
+            return "torch"
+    return backend
 
 
 def _kernel_coefficients(input: Tensor, theta: Tensor, align_corners: bool, backend: str, check_finite: bool = True
@@ -167,17 +188,14 @@ def _check_affine_args(input: Tensor, theta: Tensor, mode: str, padding_mode: st
     if input.dim() not in (4, 5):
         raise ValueError(f"{name}: expected (N, C, H, W) or (N, C, D, H, W), got shape {tuple(input.shape)}")
     check_batch(name, input, 4)
+    if 0 in input.shape[1:]:
+        raise ValueError(f"{name}: every channel and spatial size must be >= 1, got shape {tuple(input.shape)}")
     k = input.dim() - 2
     if tuple(theta.shape) != (input.shape[0], k, k + 1):
         raise ValueError(f"theta: expected shape ({input.shape[0]}, {k}, {k + 1}) for a {input.dim()}-d input, "
                          f"got {tuple(theta.shape)}")
     check_same_device(**{name: input, "theta": theta})
-    if mode not in MODES:
-        raise ValueError(f"mode: expected one of {tuple(MODES)}, got {mode!r}")
-    if padding_mode not in PADDING_MODES:
-        raise ValueError(f"padding_mode: expected one of {tuple(PADDING_MODES)}, got {padding_mode!r}")
-    if not isinstance(align_corners, bool):
-        raise TypeError(f"align_corners: expected a bool, got {type(align_corners).__name__}")
+    check_options(mode, padding_mode, align_corners)
     if input.dtype not in FLOAT_DTYPES and input.dtype not in INTEGER_DTYPES and input.dtype != torch.bool:
         raise TypeError(f"{name}: unsupported dtype {input.dtype}")
     if not input.is_floating_point() and mode != "nearest":
@@ -186,6 +204,18 @@ def _check_affine_args(input: Tensor, theta: Tensor, mode: str, padding_mode: st
     if not theta.is_floating_point():
         raise TypeError(f"theta: expected a floating dtype, got {theta.dtype}")
     return input, theta
+
+
+def check_options(mode: object, padding_mode: object, align_corners: object) -> None:
+    """The warp's string and bool options, each named in its error."""
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ValueError(f"mode: expected one of {tuple(MODES)}, got {mode!r}")
+    if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode: expected one of {tuple(PADDING_MODES)}, got {padding_mode!r}")
+    if not isinstance(align_corners, bool):
+        kind = type(align_corners)
+        raise TypeError(f"align_corners: expected True or False (a Python bool), got {align_corners!r} "
+                        f"of type {kind.__module__}.{kind.__qualname__}")
 
 
 def _check_finite_theta(theta: Tensor) -> None:
@@ -234,7 +264,7 @@ def _check_kernel_dtype(input: Tensor, supported: tuple[torch.dtype, ...], where
 @_affine_sample_op.register_kernel("cpu")
 def _(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
     module = _extension.require(_extension.cpu, _extension.cpu_error, "affine_grid_sample on the CPU")
-    _check_kernel_dtype(input, (torch.float32, torch.float64, *INTEGER_DTYPES), "CPU")
+    _check_kernel_dtype(input, _KERNEL_DTYPES["cpu"], "CPU")
     _check_coeffs(input, coeffs)
     input = _plane_addressable(input)
     out = empty_output(input.shape, input.dtype)
@@ -246,7 +276,7 @@ def _(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners
 @_affine_sample_op.register_kernel("cuda")
 def _(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
     module = _extension.require(_extension.cuda, _extension.cuda_error, "affine_grid_sample on CUDA")
-    _check_kernel_dtype(input, (*FLOAT_DTYPES, *INTEGER_DTYPES), "CUDA")
+    _check_kernel_dtype(input, _KERNEL_DTYPES["cuda"], "CUDA")
     _check_coeffs(input, coeffs)
     input = _plane_addressable(input)
     out = torch.empty(input.shape, dtype=input.dtype, device=input.device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -19,20 +20,31 @@ def check_image(image: Tensor) -> Tensor:
 
 
 def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
-    if generator is not None and generator.device.type != device.type:
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
+    on_cuda_device = device.type == "cuda" and generator.device.type == "cuda" and \
+        generator.device.index not in (None, device.index)
+    if generator.device.type != device.type or on_cuda_device:
         raise ValueError(f"generator: on {generator.device}, but the batch is on {device}; "
                          f"create it with torch.Generator(device={str(device)!r})")
+
+
+def is_number(value: object) -> bool:
+    """A real number (int, float, NumPy scalar), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def as_range(name: str, value: float | tuple[float, float], *, symmetric: bool, low: float | None = None
              ) -> tuple[float, float]:
     """A (low, high) range from a number (symmetric: (-v, v); else (v, v)) or a pair."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if is_number(value):
         lo, hi = (-float(value), float(value)) if symmetric else (float(value), float(value))
-    elif isinstance(value, (tuple, list)) and len(value) == 2:
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(map(is_number, value)):
         lo, hi = float(value[0]), float(value[1])
     else:
-        raise ValueError(f"{name}: expected a number or a (low, high) pair, got {value!r}")
+        raise ValueError(f"{name}: expected a number or a (low, high) pair of numbers, got {value!r}")
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{name}: expected finite numbers, got {value!r}")
     if lo > hi:
@@ -43,7 +55,7 @@ def as_range(name: str, value: float | tuple[float, float], *, symmetric: bool, 
 
 
 def check_probability(name: str, p: float) -> float:
-    if not 0.0 <= float(p) <= 1.0:
+    if not is_number(p) or not 0.0 <= float(p) <= 1.0:
         raise ValueError(f"{name}: expected a probability in [0, 1], got {p!r}")
     return float(p)
 

@@ -13,8 +13,8 @@ from torch import Tensor
 
 from medimg.ops._arrays import Array, numpy_allowed, ordered_matmul
 from medimg.ops._boundary import check_backend, check_tensor, constant_cache
-from medimg.ops.affine import MODES, PADDING_MODES, warp_image_and_labels
-from medimg.transforms._sampling import as_range, check_generator, check_image, check_probability
+from medimg.ops.affine import check_options, warp_image_and_labels
+from medimg.transforms._sampling import as_range, check_generator, check_image, check_probability, is_number
 
 _MIN_ZOOM = 1e-6
 
@@ -32,7 +32,7 @@ class RandomAffine:
             one range for all three axes or a sequence of three ranges (z, y, x).
         scale: zoom range (> 0); a factor above 1 enlarges the content.
         translate: None, or the largest shift as a fraction of the size per axis (x, y[, z]),
-            or one fraction for every axis.
+            or one fraction for every axis (in 3D, a pair (x, y) reuses y's fraction for z).
         shear: None, or an x-shear angle range in degrees (number or (low, high)).
         hflip_p, vflip_p, dflip_p: probabilities of flipping along W, H and D (3D).
         p: probability that a sample is transformed at all.
@@ -56,7 +56,7 @@ class RandomAffine:
                  hflip_p: float = 0.5, vflip_p: float = 0.0, dflip_p: float = 0.0, p: float = 1.0,
                  mode: str = "bilinear", padding_mode: str = "zeros", align_corners: bool = False,
                  backend: str = "auto") -> None:
-        if isinstance(degrees, (tuple, list)) and len(degrees) == 3:
+        if isinstance(degrees, (tuple, list)) and len(degrees) == 3 and not all(map(is_number, degrees)):
             self.degrees = [as_range("degrees", d, symmetric=True) for d in degrees]
         else:
             self.degrees = [as_range("degrees", degrees, symmetric=True)] * 3
@@ -70,18 +70,18 @@ class RandomAffine:
         self.flip_p = [check_probability("hflip_p", hflip_p), check_probability("vflip_p", vflip_p),
                        check_probability("dflip_p", dflip_p)]
         self.p = check_probability("p", p)
-        if mode not in MODES:
-            raise ValueError(f"mode: expected one of {tuple(MODES)}, got {mode!r}")
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode: expected one of {tuple(PADDING_MODES)}, got {padding_mode!r}")
-        self.mode, self.padding_mode, self.align_corners = mode, padding_mode, bool(align_corners)
+        check_options(mode, padding_mode, align_corners)
+        self.mode, self.padding_mode, self.align_corners = mode, padding_mode, align_corners
         self.backend = check_backend(backend)
 
     @staticmethod
     def _translate_fractions(translate: float | tuple[float, ...]) -> list[float]:
-        values = [float(translate)] * 3 if isinstance(translate, (int, float)) else [float(t) for t in translate]
-        if not 2 <= len(values) <= 3 or any(not 0.0 <= t <= 1.0 for t in values):
-            raise ValueError(f"translate: expected fractions in [0, 1] per axis (x, y[, z]), got {translate!r}")
+        values = [translate] * 3 if is_number(translate) else translate
+        if not isinstance(values, (tuple, list)) or not 2 <= len(values) <= 3 or \
+                any(not is_number(t) or not 0.0 <= t <= 1.0 for t in values):
+            raise ValueError(f"translate: expected fractions in [0, 1], one for every axis or one per axis "
+                             f"(x, y[, z]; in 3D a pair reuses y's for z), got {translate!r}")
+        values = [float(t) for t in values]
         return values + [values[-1]] * (3 - len(values))
 
     def __call__(self, image: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None

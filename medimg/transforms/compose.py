@@ -14,7 +14,9 @@ class Compose:
     """Apply transforms in order; each gets the image and mask the previous one returned.
 
     Example:
+        >>> from medimg.transforms import Compose, Normalize01, RandomAffine, RandomGamma
         >>> t = Compose([RandomAffine(degrees=10), Normalize01(), RandomGamma()])
+        >>> images, masks = torch.rand(4, 1, 32, 32), torch.randint(0, 3, (4, 32, 32))
         >>> image, mask = t(images, masks, generator=torch.Generator().manual_seed(0))
     """
 
