@@ -424,6 +424,34 @@ def test_rows_wider_than_a_kernel_segment(cpu_isa, dims):
         assert warped.dtype == dtype and torch.equal(warped.long(), nearest.long()), dtype
 
 
+@pytest.mark.parametrize("theta_kind", ["half-pixel shift", "rotated"])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_nearest_backward_scatters_to_the_pixels_the_forward_read(device, dims, theta_kind):
+    """The nearest backward sends each output's gradient to the very pixel the forward read, at
+    exact ties (a shift of half a pixel: 1/1024 is exact, so every coordinate is k + 0.5) and
+    near ties past the first 512-pixel row segment (rotations of 1024-pixel rows; with these, a
+    backward that computed coordinates from the row's start sent 2 gradients elsewhere in 2D and
+    4 in 3D). Warping the pixels' own 1-based indices says which pixel each output read (0: none)."""
+    shape = (16, 1, 3, 1024) if dims == 2 else (4, 1, 2, 3, 1024)
+    theta = torch.eye(dims, dims + 1).repeat(shape[0], 1, 1)
+    if theta_kind == "half-pixel shift":
+        theta[:, 0, dims] = 1.0 / shape[-1]  # normalised units: 2 / W per pixel
+    else:  # about z, within +-8.6 degrees
+        angle = (torch.rand(shape[0], generator=torch.Generator().manual_seed(14)) - 0.5) * 0.3
+        theta[:, :2, :2] = torch.stack([angle.cos(), -angle.sin(), angle.sin(), angle.cos()], 1).view(-1, 2, 2)
+    numel = math.prod(shape[2:])
+    index = torch.arange(1, numel + 1, dtype=torch.float32).repeat(shape[0], 1).view(shape).to(device)
+    index.requires_grad_(True)
+    read = affine_grid_sample(index, theta.to(device), "nearest", backend="medimg")
+    (grad,) = torch.autograd.grad(read, index, torch.ones_like(read))
+    for n in range(shape[0]):
+        taken = read[n].detach().flatten().long()
+        counts = torch.bincount(taken[taken > 0] - 1, minlength=numel).float()
+        assert torch.equal(grad[n].flatten(), counts), f"sample {n}"
+    if theta_kind == "half-pixel shift":  # ties round to even: only each row's last output reads outside
+        assert int((read == 0).sum()) == math.prod(shape[:-1])
+
+
 def test_axis_of_one_pixel_with_a_tiny_step(cpu_isa):
     """Bilinear along an axis of one pixel has no interior cell: a step of 1e-7 across it (rotation
     noise) must not let the kernels read the neighbouring sample, forward or backward."""
@@ -738,11 +766,12 @@ def test_bad_input(case, args, kwargs, error, match):
 
 @needs_cpu_kernels
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_input_on_cpu_needs_torch_backend(dtype):
+def test_half_input_on_cpu_takes_the_reference_unless_medimg_is_asked(dtype):
     x, theta = torch.rand(1, 1, 4, 5, dtype=dtype), torch.eye(2, 3)[None]
     with pytest.raises(TypeError, match=r"^input: .*not supported by medimg's CPU kernel.*backend='torch'"):
         affine_grid_sample(x, theta, backend="medimg")
-    torch.testing.assert_close(affine_grid_sample(x, theta, backend="torch"), reference(x, theta), rtol=0, atol=0)
+    for backend in ("torch", "auto"):
+        torch.testing.assert_close(affine_grid_sample(x, theta, backend=backend), reference(x, theta), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("backend", ["medimg", "torch"])
@@ -917,6 +946,22 @@ def test_cuda_half_gradients(dtype):
     eps = 8 * torch.finfo(dtype).eps
     torch.testing.assert_close(gx, rx, rtol=0, atol=eps * float(rx.abs().max()))
     torch.testing.assert_close(gt, rt, rtol=0, atol=eps * float(rt.abs().max()))
+
+
+@pytest.mark.cuda
+def test_cuda_backward_of_more_samples_than_a_grid_dimension():
+    """65537 samples: more than the 65535 blocks a grid's y dimension holds, so the backward
+    launches in chunks of samples; gradients equal the CPU kernel's."""
+    gen = torch.Generator().manual_seed(77)
+    x = torch.rand(65537, 1, 2, 3, generator=gen)
+    theta = random_theta(x.shape[0], 2, "mild", gen, torch.float32)
+    grads = []
+    for device in ("cpu", CUDA):
+        xd, td = x.to(device).requires_grad_(), theta.to(device).requires_grad_()
+        out = affine_grid_sample(xd, td, backend="medimg")
+        grads.append([g.cpu() for g in torch.autograd.grad(out, (xd, td), torch.ones_like(out))])
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.cuda

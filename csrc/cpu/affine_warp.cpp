@@ -506,19 +506,20 @@ void forward_typed(const TensorView& input, const TensorView& coeffs, const Tens
   }
 }
 
-// Backward of the interior pixels [begin, end) of one output row, bilinear (see backward_plane
-// for the window): every tap lies inside and the padding's derivative is 1, so there are
-// no bounds checks, and d(loss)/d(M) is summed over the row in float64 (the coordinate
-// gradients, plain and times w) and added once: 2.2x the per-pixel loop below. Even pixels go
+// Backward of the interior pixels [begin, end) of the row segment starting at pixel w0 of one
+// output row, bilinear (see backward_plane for the window): pixel i sits at base + step * i,
+// every tap lies inside and the padding's derivative is 1, so there are no bounds checks, and
+// d(loss)/d(M) is summed over the segment in float64 (the coordinate gradients, plain and times
+// i) and added once: 2.2x the per-pixel loop below. Even pixels go
 // first, then odd ones: neighbours share taps, and a read-modify-write of grad_in that waits on
 // the previous pixel's store to the same element would serialise the loop. Rotated reads and
 // writes defeat the hardware prefetcher: each pixel prefetches what the same pixel
 // kPrefetchRows rows below touches, src_ahead and grad_ahead elements further in src and
 // grad_in (32 x 1x256^2: 1.7x).
 template <class T, int kDims>
-void linear_interior_backward(const T* src, const T* grad_out_row, const T* base, const T* step, int64_t begin,
+void linear_interior_backward(const T* src, const T* grad_out_segment, const T* base, const T* step, int64_t begin,
                               int64_t end, const WarpGeometry& g, const int64_t* plane_stride, int64_t src_ahead,
-                              int64_t grad_ahead, int64_t h, int64_t d, T* grad_in, double* grad_m) {
+                              int64_t grad_ahead, int64_t w0, int64_t h, int64_t d, T* grad_in, double* grad_m) {
   constexpr int kTaps = 1 << kDims;
   if (begin >= end) return;
   int64_t tap_src[kTaps], tap_grad[kTaps];  // tap k relative to the lower corner, in src and grad_in
@@ -532,7 +533,7 @@ void linear_interior_backward(const T* src, const T* grad_out_row, const T* base
   double sum[kDims] = {}, weighted[kDims] = {};
   for (int64_t parity = 0; parity < 2; ++parity) {
     for (int64_t w = begin + parity; w < end; w += 2) {
-      const T go = grad_out_row[w];
+      const T go = grad_out_segment[w];
       T frac[kDims];
       int64_t o = 0, po = 0;
       for (int r = 0; r < kDims; ++r) {
@@ -564,7 +565,7 @@ void linear_interior_backward(const T* src, const T* grad_out_row, const T* base
   if (grad_m) {
     for (int r = 0; r < kDims; ++r) {
       double* row = grad_m + r * (kDims + 1);
-      row[0] += weighted[r];
+      row[0] += weighted[r] + sum[r] * double(w0);
       row[1] += sum[r] * double(h);
       if (kDims == 3) row[2] += sum[r] * double(d);
       row[kDims] += sum[r];
@@ -589,72 +590,78 @@ void backward_plane(const TensorView& grad_out, const TensorView& input, const d
   inverse_steps<kDims>(m, inverse_step);
   const int64_t src_ahead = prefetch_delta<kDims>(m, g, g.stride);
   const int64_t grad_ahead = prefetch_delta<kDims>(m, g, plane_stride);
+  // Rows are cut into segments as in the forward, so that every pixel has the coordinates the
+  // forward sampled it at (the same nearest pixel at a tie, the same cell).
   for (int64_t d = 0; d < depth; ++d) {
     for (int64_t h = 0; h < height; ++h) {
-      F base[kDims], step[kDims];
-      const RowLine<kDims> line = row_line<kDims>(m, 0, h, d);
-      row_coordinates<F, kDims>(line, base, step);
-      const T* gout_row = gout + (d * height + h) * width;
-      auto pixel = [&](int64_t w) {
-        const F go = gout_row[w];
-        F coord[kDims], coord_grad[kDims];
-        for (int r = 0; r < kDims; ++r) {
-          const F raw = base[r] + step[r] * F(w);
-          coord[r] = padded_coordinate<kPad>(raw, g.size[r], align);
-          coord_grad[r] = padded_coordinate_grad<kPad>(raw, g.size[r], align);
-        }
-        F dcoord[kDims] = {};
-        if constexpr (kInterp == Interp::Nearest) {
-          bool ok = true;
-          int64_t po = 0;
+      for (int64_t w0 = 0; w0 < width; w0 += kRowSegment) {
+        const int64_t len = std::min(kRowSegment, width - w0);
+        F base[kDims], step[kDims];
+        const RowLine<kDims> line = row_line<kDims>(m, w0, h, d);
+        row_coordinates<F, kDims>(line, base, step);
+        const T* gout_segment = gout + (d * height + h) * width + w0;
+        auto pixel = [&](int64_t i) {
+          const int64_t w = w0 + i;
+          const F go = gout_segment[i];
+          F raw[kDims], coord[kDims], coord_grad[kDims];
+          segment_point<F, kDims>(base, step, int32_t(i), raw);
           for (int r = 0; r < kDims; ++r) {
-            const int64_t q = nearest_index<int64_t>(coord[r]);
-            ok = ok && in_bounds(q, g.size[r]);
-            po += q * plane_stride[r];
+            coord[r] = padded_coordinate<kPad>(raw[r], g.size[r], align);
+            coord_grad[r] = padded_coordinate_grad<kPad>(raw[r], g.size[r], align);
           }
-          if (ok && grad_in) grad_in[po] += go;
-        } else {
-          int64_t lo[kDims];
-          F frac[kDims];
-          lower_corner<F, kDims>(coord, lo, frac);
-          for (int k = 0; k < (1 << kDims); ++k) {
+          F dcoord[kDims] = {};
+          if constexpr (kInterp == Interp::Nearest) {
             bool ok = true;
-            int64_t o = 0, po = 0;
-            const F weight = tap_weight<F, kDims>(k, frac, -1);
+            int64_t po = 0;
             for (int r = 0; r < kDims; ++r) {
-              const int64_t q = lo[r] + ((k >> r) & 1);
+              const int64_t q = nearest_index<int64_t>(coord[r]);
               ok = ok && in_bounds(q, g.size[r]);
-              o += q * g.stride[r];
               po += q * plane_stride[r];
             }
-            if (!ok) continue;
-            if (grad_in) grad_in[po] += weight * go;
-            const F v = src[o];
-            for (int r = 0; r < kDims; ++r) dcoord[r] += tap_weight<F, kDims>(k, frac, r) * v * go;
+            if (ok && grad_in) grad_in[po] += go;
+          } else {
+            int64_t lo[kDims];
+            F frac[kDims];
+            lower_corner<F, kDims>(coord, lo, frac);
+            for (int k = 0; k < (1 << kDims); ++k) {
+              bool ok = true;
+              int64_t o = 0, po = 0;
+              const F weight = tap_weight<F, kDims>(k, frac, -1);
+              for (int r = 0; r < kDims; ++r) {
+                const int64_t q = lo[r] + ((k >> r) & 1);
+                ok = ok && in_bounds(q, g.size[r]);
+                o += q * g.stride[r];
+                po += q * plane_stride[r];
+              }
+              if (!ok) continue;
+              if (grad_in) grad_in[po] += weight * go;
+              const F v = src[o];
+              for (int r = 0; r < kDims; ++r) dcoord[r] += tap_weight<F, kDims>(k, frac, r) * v * go;
+            }
           }
-        }
-        if (grad_m) {
-          for (int r = 0; r < kDims; ++r) {
-            const double gr = double(dcoord[r] * coord_grad[r]);
-            double* row = grad_m + r * (kDims + 1);
-            row[0] += gr * double(w);
-            row[1] += gr * double(h);
-            if (kDims == 3) row[2] += gr * double(d);
-            row[kDims] += gr;
+          if (grad_m) {
+            for (int r = 0; r < kDims; ++r) {
+              const double gr = double(dcoord[r] * coord_grad[r]);
+              double* row = grad_m + r * (kDims + 1);
+              row[0] += gr * double(w);
+              row[1] += gr * double(h);
+              if (kDims == 3) row[2] += gr * double(d);
+              row[kDims] += gr;
+            }
           }
-        }
-      };
-      // Zero padding: pixels with no tap inside contribute nothing. Interior pixels take the fast
-      // path: there every padding is the identity with derivative 1 (border and reflection have
-      // derivative 0 at coordinates 0 and size - 1, as torch; the interior's slack keeps both out).
-      Window reach, interior;
-      row_windows<kDims, kInterp>(line, inverse_step, width, g, &reach, &interior);
-      if constexpr (kPad != Padding::Zeros) reach = {0, width};
-      if (!fast_path) interior = {reach.end, reach.end};  // all general
-      for (int64_t w = reach.begin; w < interior.begin; ++w) pixel(w);
-      linear_interior_backward<T, kDims>(src, gout_row, base, step, interior.begin, interior.end, g, plane_stride,
-                                         src_ahead, grad_ahead, h, d, grad_in, grad_m);
-      for (int64_t w = interior.end; w < reach.end; ++w) pixel(w);
+        };
+        // Zero padding: pixels with no tap inside contribute nothing. Interior pixels take the fast
+        // path: there every padding is the identity with derivative 1 (border and reflection have
+        // derivative 0 at coordinates 0 and size - 1, as torch; the interior's slack keeps both out).
+        Window reach, interior;
+        row_windows<kDims, kInterp>(line, inverse_step, len, g, &reach, &interior);
+        if constexpr (kPad != Padding::Zeros) reach = {0, len};
+        if (!fast_path) interior = {reach.end, reach.end};  // all general
+        for (int64_t i = reach.begin; i < interior.begin; ++i) pixel(i);
+        linear_interior_backward<T, kDims>(src, gout_segment, base, step, interior.begin, interior.end, g, plane_stride,
+                                           src_ahead, grad_ahead, w0, h, d, grad_in, grad_m);
+        for (int64_t i = interior.end; i < reach.end; ++i) pixel(i);
+      }
     }
   }
 }

@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(kTileW * kTileH) forward_kernel(TensorView inp
   const int64_t plane = g.plane();
   for (uint32_t z = blockIdx.z; z < slices; z += gridDim.z) {
     const uint32_t n = z / depth, d = z - n * depth;
-    const double* m = coeffs + n * (kDims * (kDims + 1));
+    const double* m = coeffs + int64_t(n) * (kDims * (kDims + 1));
     const T* src = input.ptr<const T>() + int64_t(n) * g.sample_stride;
     T* dst = out + int64_t(n) * g.c * plane + int64_t(d) * height * width;
     for (uint32_t h = blockIdx.y * kTileH + threadIdx.y; h < height; h += gridDim.y * kTileH) {
@@ -124,21 +124,25 @@ int64_t plane_elements(const TensorView& input) {
 template <class T, class G, int kDims, Interp kInterp, Padding kPad>
 __global__ void __launch_bounds__(kThreads) backward_kernel(TensorView grad_out, TensorView input,
                                                             const double* coeffs, G* grad_input,
-                                                            double* grad_coeffs, bool align, WarpGeometry g) {
+                                                            double* grad_coeffs, bool align, WarpGeometry g,
+                                                            int64_t n_first) {
   using F = coord_t<T>;
   constexpr int kCoeffs = kDims * (kDims + 1);
   __shared__ double scratch[kThreads / 32];
   const int64_t plane = g.plane();
-  const int64_t n = blockIdx.y;
   const int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t n = n_first + blockIdx.y;
   double gm[kCoeffs] = {};
   if (p < plane) {
     const int64_t w = p % g.size[0], h = (p / g.size[0]) % g.size[1], d = p / (g.size[0] * g.size[1]);
     F coord[kDims], coord_grad[kDims], dcoord[kDims] = {};
-    const RowLine<kDims> line = row_line<kDims>(coeffs + n * kCoeffs, w, h, d);  // a line starting at pixel w
+    // The forward's coordinates: its segment's start in float64, then the kernel's float type.
+    const int64_t segment = w / kRowSegment * kRowSegment;
+    F base[kDims], step[kDims];
+    row_coordinates<F, kDims>(row_line<kDims>(coeffs + n * kCoeffs, segment, h, d), base, step);
+    segment_point<F, kDims>(base, step, int32_t(w - segment), coord);
 #pragma unroll
     for (int r = 0; r < kDims; ++r) {
-      coord[r] = F(line.base[r]);
       coord_grad[r] = padded_coordinate_grad<kPad>(coord[r], g.size[r], align);
       coord[r] = padded_coordinate<kPad>(coord[r], g.size[r], align);
     }
@@ -206,8 +210,10 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(TensorView grad_out,
   }
 }
 
-dim3 grid_for(const WarpGeometry& g) {
-  return dim3(unsigned((g.plane() + kThreads - 1) / kThreads), unsigned(g.n));
+// Blocks for samples n_first .. n_first + gridDim.y - 1 (at most 65535 per launch).
+dim3 grid_for(const WarpGeometry& g, int64_t n_first) {
+  const int64_t samples = std::min<int64_t>(g.n - n_first, kMaxGridYZ);
+  return dim3(unsigned((g.plane() + kThreads - 1) / kThreads), unsigned(samples));
 }
 
 template <class T>
@@ -224,7 +230,7 @@ struct ForwardLaunch {
       fail_argument("input: bilinear sampling needs a floating dtype");
     } else {
       const WarpGeometry g = warp_geometry<kDims>(input);
-      if (g.n == 0 || g.plane() == 0) return;
+      if (g.n == 0 || g.c == 0 || g.plane() == 0) return;
       forward_kernel<T, kDims, kInterp, kPad><<<forward_grid<kDims>(g), dim3(kTileW, kTileH), 0, stream>>>(
           input, coeffs.ptr<const double>(), out.ptr<T>(), align, g);
       MEDIMG_CUDA_CHECK(cudaGetLastError());
@@ -244,10 +250,12 @@ struct BackwardLaunch {
   template <int kDims, Interp kInterp, Padding kPad>
   void run() const {
     const WarpGeometry g = warp_geometry<kDims>(input);
-    if (g.n == 0 || g.plane() == 0) return;
-    backward_kernel<T, G, kDims, kInterp, kPad><<<grid_for(g), kThreads, 0, stream>>>(
-        grad_out, input, coeffs.ptr<const double>(), grad_input, grad_coeffs, align, g);
-    MEDIMG_CUDA_CHECK(cudaGetLastError());
+    if (g.n == 0 || g.c == 0 || g.plane() == 0) return;
+    for (int64_t n_first = 0; n_first < g.n; n_first += kMaxGridYZ) {
+      backward_kernel<T, G, kDims, kInterp, kPad><<<grid_for(g, n_first), kThreads, 0, stream>>>(
+          grad_out, input, coeffs.ptr<const double>(), grad_input, grad_coeffs, align, g, n_first);
+      MEDIMG_CUDA_CHECK(cudaGetLastError());
+    }
   }
 };
 
@@ -274,14 +282,19 @@ void affine_warp_backward(const TensorView& grad_out, const TensorView& input, c
                           const TensorView& grad_input, const TensorView& grad_coeffs, bool need_input,
                           bool need_coeffs, int32_t interp, int32_t padding, bool align_corners, uintptr_t stream) {
   check_warp_views(input, coeffs, grad_out, "grad_out");
+  const int64_t k = input.ndim - 2;
+  // Scattered in float32 (float64 for float64 input): atomics on 16-bit floats lose too much.
+  const DType accumulate = input.dtype == DType::Float64 ? DType::Float64 : DType::Float32;
   if (need_input) MEDIMG_CHECK_ARG(same_shape(grad_input, input) && is_contiguous(grad_input) &&
-                                   grad_input.device == input.device,
-                                   "grad_input: expected a contiguous tensor shaped like input on its device");
+                                   grad_input.device == input.device && grad_input.dtype == accumulate,
+                                   "grad_input: expected a contiguous tensor shaped like input on its device, "
+                                   "float64 for float64 input, else float32");
   MEDIMG_CHECK_ARG(!need_coeffs || (grad_coeffs.ndim == 4 && grad_coeffs.sizes[0] == input.sizes[0] &&
+                                    grad_coeffs.sizes[1] == input.sizes[1] && grad_coeffs.sizes[2] == k &&
+                                    grad_coeffs.sizes[3] == k + 1 && grad_coeffs.dtype == DType::Float64 &&
                                     is_contiguous(grad_coeffs) && grad_coeffs.device == input.device),
                    "grad_coeffs: expected contiguous float64 (N, C, k, k + 1) on input's device");
   MEDIMG_CHECK_ARG(grad_out.dtype == input.dtype, "grad_out must have the dtype of input");
-  MEDIMG_CHECK_ARG(input.sizes[0] <= 65535, "input: at most 65535 samples per call on CUDA");
   DeviceGuard guard(input.device);
   const int dims = input.ndim - 2;
   const auto s = reinterpret_cast<cudaStream_t>(stream);
