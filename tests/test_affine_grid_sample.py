@@ -9,6 +9,7 @@ backend (backend="torch") are compared with it, forward and backward.
 from __future__ import annotations
 
 import math
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -20,6 +21,7 @@ from torch import Tensor
 
 from medimg import _extension
 from medimg.ops import affine, affine_grid_sample
+from medimg.ops._boundary import alert_not_deterministic
 from medimg.ops.affine import pixel_coefficients, warp_image_and_labels
 
 pytestmark = pytest.mark.filterwarnings("ignore:Since version 1.3.0, affine_grid behavior:UserWarning")
@@ -946,6 +948,48 @@ def test_cuda_half_gradients(dtype):
     eps = 8 * torch.finfo(dtype).eps
     torch.testing.assert_close(gx, rx, rtol=0, atol=eps * float(rx.abs().max()))
     torch.testing.assert_close(gt, rt, rtol=0, atol=eps * float(rt.abs().max()))
+
+
+@pytest.fixture
+def deterministic_algorithms(request):
+    """torch.use_deterministic_algorithms(True, warn_only=request.param) for one test."""
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.use_deterministic_algorithms(True, warn_only=request.param)
+    yield request.param
+    torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+
+
+@pytest.mark.parametrize("deterministic_algorithms", [False, True], indirect=True, ids=["strict", "warn_only"])
+def test_cpu_backward_is_deterministic_and_says_nothing(deterministic_algorithms):
+    """The CPU backward partitions the scatter by plane, with no atomics: nothing to alert."""
+    x, theta = torch.rand(2, 1, 5, 6, requires_grad=True), torch.eye(2, 3).repeat(2, 1, 1).requires_grad_()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        affine_grid_sample(x, theta, backend="medimg").sum().backward()
+
+
+@pytest.mark.parametrize("deterministic_algorithms", [False, True], indirect=True, ids=["strict", "warn_only"])
+def test_alert_not_deterministic_raises_or_warns(deterministic_algorithms):
+    """What the CUDA backward calls first: torch's own behaviour for a non-deterministic op."""
+    if deterministic_algorithms:
+        with pytest.warns(UserWarning, match=r"^a kernel accumulates with float atomics"):
+            alert_not_deterministic("a kernel")
+    else:
+        with pytest.raises(RuntimeError, match=r"^a kernel accumulates with float atomics"):
+            alert_not_deterministic("a kernel")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("deterministic_algorithms", [False, True], indirect=True, ids=["strict", "warn_only"])
+def test_cuda_backward_honours_deterministic_algorithms(deterministic_algorithms):
+    x = torch.rand(2, 1, 5, 6, device=CUDA, requires_grad=True)
+    out = affine_grid_sample(x, torch.eye(2, 3, device=CUDA).repeat(2, 1, 1), backend="medimg").sum()
+    if deterministic_algorithms:  # warn_only
+        with pytest.warns(UserWarning, match="CUDA backward accumulates with float atomics"):
+            out.backward()
+    else:
+        with pytest.raises(RuntimeError, match="CUDA backward accumulates with float atomics"):
+            out.backward()
 
 
 @pytest.mark.cuda

@@ -8,6 +8,7 @@ torch; C++ never owns tensor memory.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from functools import lru_cache, wraps
 from typing import TypeVar
@@ -72,6 +73,19 @@ def num_threads() -> int:
 def cuda_stream(device: torch.device) -> int:
     """The current CUDA stream of `device` as an integer handle."""
     return torch.cuda.current_stream(device).cuda_stream
+
+
+def alert_not_deterministic(what: str) -> None:
+    """Honour torch.use_deterministic_algorithms for a kernel whose float atomics make its result
+    depend on the order threads finish in: raise, or warn under warn_only, as torch's own ops do."""
+    if not torch.are_deterministic_algorithms_enabled():
+        return
+    message = (f"{what} accumulates with float atomics and is not deterministic, but "
+               "torch.use_deterministic_algorithms(True) is set")
+    if torch.is_deterministic_algorithms_warn_only_enabled():
+        warnings.warn(message, UserWarning, stacklevel=3)
+    else:
+        raise RuntimeError(message)
 
 
 def check_backend(backend: str) -> str:

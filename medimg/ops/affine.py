@@ -13,6 +13,7 @@ from medimg.ops._arrays import Array, numpy_allowed, ordered_matmul
 from medimg.ops._boundary import (
     FLOAT_DTYPES,
     INTEGER_DTYPES,
+    alert_not_deterministic,
     check_backend,
     check_batch,
     check_same_device,
@@ -325,6 +326,7 @@ def _(grad_out: Tensor, input: Tensor, coeffs: Tensor, mode: str, padding_mode: 
 def _(grad_out: Tensor, input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool,
       need_input: bool, need_coeffs: bool) -> tuple[Tensor, Tensor]:
     module = _extension.require(_extension.cuda, _extension.cuda_error, "affine_grid_sample backward on CUDA")
+    alert_not_deterministic("affine_grid_sample's CUDA backward")
     input = _plane_addressable(input)
     # Atomic scatter into 16-bit floats loses too much: accumulate in float32, cast after.
     accumulate = torch.float64 if input.dtype == torch.float64 else torch.float32
