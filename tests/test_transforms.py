@@ -247,6 +247,13 @@ def test_affine_bad_arguments(kwargs, name):
         RandomAffine(**kwargs)
 
 
+def test_affine_degrees_per_axis():
+    """Three entries are the z, y and x ranges of 3D rotations, each a number or a pair."""
+    assert RandomAffine(degrees=(10, 20, 30)).degrees == [(-10.0, 10.0), (-20.0, 20.0), (-30.0, 30.0)]
+    assert RandomAffine(degrees=[5, (0, 8), 0]).degrees == [(-5.0, 5.0), (0.0, 8.0), (0.0, 0.0)]
+    assert RandomAffine(degrees=(-4, 6)).degrees == [(-4.0, 6.0)] * 3
+
+
 @pytest.mark.parametrize("align_corners", ["no", 1, None])
 def test_affine_align_corners_must_be_bool(align_corners):
     with pytest.raises(TypeError, match=r"^align_corners: expected True or False"):

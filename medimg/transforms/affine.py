@@ -56,7 +56,7 @@ class RandomAffine:
                  hflip_p: float = 0.5, vflip_p: float = 0.0, dflip_p: float = 0.0, p: float = 1.0,
                  mode: str = "bilinear", padding_mode: str = "zeros", align_corners: bool = False,
                  backend: str = "auto") -> None:
-        if isinstance(degrees, (tuple, list)) and len(degrees) == 3 and not all(map(is_number, degrees)):
+        if isinstance(degrees, (tuple, list)) and len(degrees) == 3:
             self.degrees = [as_range("degrees", d, symmetric=True) for d in degrees]
         else:
             self.degrees = [as_range("degrees", degrees, symmetric=True)] * 3
