@@ -54,17 +54,12 @@ def _least_positive(eps: float, dtype: torch.dtype) -> float:
     return max(eps, torch.finfo(dtype).tiny)
 
 
-def _as_sample_column(values: Tensor, image: Tensor) -> Tensor:
-    """(N,) per-sample values as (N, 1, ..., 1), to broadcast against the batch."""
-    return values.view(-1, *([1] * (image.dim() - 1)))
-
-
 def _sample_extent(image: Tensor, transform: str) -> tuple[Tensor, Tensor]:
     """Per-sample minimum and maximum, (N, 1, ..., 1); NaN or inf pixels refused."""
     flat = image.flatten(1)
     lo, hi = flat.amin(1), flat.amax(1)  # NaN propagates into both
     _require_finite(transform, torch.isfinite(lo) & torch.isfinite(hi))
-    return _as_sample_column(lo, image), _as_sample_column(hi, image)
+    return per_sample(lo, image), per_sample(hi, image)
 
 
 def _sample_percentiles(image: Tensor, fractions: tuple[float, float]) -> list[Tensor]:
@@ -82,7 +77,7 @@ def _sample_percentiles(image: Tensor, fractions: tuple[float, float]) -> list[T
         below = math.floor(position)
         low = work.kthvalue(below + 1, dim=1).values  # kthvalue counts from 1
         high = low if below == last else work.kthvalue(below + 2, dim=1).values
-        values.append(_as_sample_column(torch.lerp(low, high, position - below).to(image.dtype), image))
+        values.append(per_sample(torch.lerp(low, high, position - below), image))
     return values
 
 
@@ -196,7 +191,7 @@ class RandomContrast(_RandomIntensity):
         factor = self.draw(image, generator)
         mean = image.flatten(1).mean(1)
         _require_finite("RandomContrast", torch.isfinite(mean))
-        mean = _as_sample_column(mean, image)
+        mean = per_sample(mean, image)
         return (image - mean) * factor + mean, mask
 
 
