@@ -628,10 +628,12 @@ def test_opcheck_backward(shape, mode, padding_mode, align_corners, need_input, 
 
 
 @needs_cpu_kernels
-@pytest.mark.parametrize(("mode", "padding_mode", "align_corners", "k"), [
-    ("bilinear", "reflection", False, 2), ("nearest", "zeros", True, 2), ("bilinear", "border", True, 3),
+@pytest.mark.parametrize(("mode", "padding_mode", "align_corners", "k", "backend"), [
+    ("bilinear", "reflection", False, 2, "aot_eager"), ("nearest", "zeros", True, 2, "aot_eager"),
+    ("bilinear", "border", True, 3, "aot_eager"),
+    ("bilinear", "zeros", False, 2, "inductor"),  # generated code around the op, compiled by a C++ compiler
 ])
-def test_torch_compile_matches_eager(mode, padding_mode, align_corners, k):
+def test_torch_compile_matches_eager(mode, padding_mode, align_corners, k, backend):
     torch._dynamo.reset()
     gen = torch.Generator().manual_seed(12)
     shape = (2, 3, 9, 11) if k == 2 else (1, 2, 5, 6, 7)
@@ -643,7 +645,7 @@ def test_torch_compile_matches_eager(mode, padding_mode, align_corners, k):
         return affine_grid_sample(x * 2, theta, mode, padding_mode, align_corners) + 1
 
     results = []
-    for f in (fn, torch.compile(fn, backend="aot_eager")):
+    for f in (fn, torch.compile(fn, backend=backend)):
         a, b = x.clone().requires_grad_(), theta.clone().requires_grad_()
         out = f(a, b)
         out.backward(grad_out)

@@ -106,6 +106,50 @@ def test_affine_image_and_mask_stay_aligned(spatial, padding_mode, align_corners
         assert torch.equal(out, out_mask.to(image_dtype)), image_dtype
 
 
+def _strided(x: Tensor, layout: str) -> Tensor:
+    """`x` with the same values in another memory layout ("channels_last": x is (N, C, *spatial))."""
+    if layout == "channels_last":
+        return x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
+    if layout == "transposed":
+        return x.transpose(-1, -2).contiguous().transpose(-1, -2)
+    wide = torch.zeros(*x.shape[:-1], 2 * x.shape[-1], dtype=x.dtype, device=x.device)  # "sliced": every other column
+    wide[..., ::2] = x
+    return wide[..., ::2]
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "transposed", "sliced"])
+@pytest.mark.parametrize("spatial", [(11, 13), (5, 6, 7)], ids=str)
+def test_affine_strided_batches_equal_contiguous(spatial, layout, device):
+    """Strided images and masks give what their contiguous copies give, draw for draw: masks
+    exactly; images within float32 rounding (a row whose pixels are not adjacent takes the
+    general path, a weighted sum of taps instead of the interior kernel's chain of lerps)."""
+    image = torch.rand(3, 2, *spatial, generator=seeded(80)).to(device)
+    mask = random_mask((3, *spatial), torch.int64, 81).to(device)
+    t = RandomAffine(**AFFINE_KWARGS)
+    expected, expected_mask = t(image, mask, generator=seeded(82, device))
+    # A mask (N, *spatial) has no channels to put last: it takes the transposed layout then.
+    strided_image = _strided(image, layout)
+    strided_mask = _strided(mask, "transposed" if layout == "channels_last" else layout)
+    assert not strided_image.is_contiguous() and not strided_mask.is_contiguous()
+    out, out_mask = t(strided_image, strided_mask, generator=seeded(82, device))
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    assert torch.equal(out_mask, expected_mask)
+
+
+@pytest.mark.parametrize("spatial", [(1, 9), (9, 1), (1, 1), (1, 5, 6), (4, 1, 1)], ids=str)
+def test_affine_axes_of_one_pixel_match_the_reference(spatial, device):
+    """Axes of one pixel (a row, a column, a slice): the kernel's windows along them are empty or
+    whole; the reference warps the same draws."""
+    image = torch.rand(4, 1, *spatial, generator=seeded(83)).to(device)
+    mask = random_mask((4, *spatial), torch.uint8, 84).to(device)
+    for padding_mode in PADDINGS:
+        t, reference = (RandomAffine(**AFFINE_KWARGS, padding_mode=padding_mode, backend=b) for b in ("auto", "torch"))
+        out, out_mask = t(image, mask, generator=seeded(85, device))
+        expected, expected_mask = reference(image, mask, generator=seeded(85, device))
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+        assert torch.equal(out_mask, expected_mask), padding_mode
+
+
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize(("flip", "spatial", "dim"), [
     ("hflip_p", (7, 10), -1), ("vflip_p", (7, 10), -2),
