@@ -758,6 +758,8 @@ def _bad_cases() -> list:
         ("zero depth", (torch.zeros(2, 1, 0, 4, 5), th3), {}, ValueError, "^input: every channel and spatial"),
         ("unknown backend", (img, th), {"backend": "cuda"}, ValueError, "^backend: .*'cuda'"),
         ("complex input", (img.to(torch.complex64), th), {}, TypeError, "^input: unsupported dtype"),
+        ("sparse input", (img.to_sparse(), th), {}, TypeError, "^input: expected a dense tensor"),
+        ("sparse theta", (img, th.to_sparse()), {}, TypeError, "^theta: expected a dense tensor"),
     ]
 
 

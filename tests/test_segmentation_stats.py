@@ -395,6 +395,9 @@ def test_inputs_on_two_devices(backend):
 def test_not_a_tensor(backend):
     with pytest.raises(TypeError, match="pred"):
         segmentation_stats([[0, 1]], torch.zeros(1, 2, dtype=torch.uint8), 2, backend=backend)
+    with pytest.raises(TypeError, match=r"^target: expected a dense tensor"):  # not "no kernel for device cpu"
+        segmentation_stats(torch.zeros(1, 2, dtype=torch.uint8), torch.zeros(1, 2, dtype=torch.uint8).to_sparse(),
+                           2, backend=backend)
 
 
 # ----------------------------------------------------------------------------- torch.library

@@ -140,8 +140,11 @@ def use_compiled(backend: str, device: torch.device) -> bool:
 
 
 def check_tensor(name: str, value: object) -> Tensor:
+    """A dense (strided) torch.Tensor: the kernels address elements by strides."""
     if not isinstance(value, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    if value.layout != torch.strided:
+        raise TypeError(f"{name}: expected a dense tensor, got layout {value.layout}; convert it with .to_dense()")
     return value
 
 
