@@ -426,9 +426,7 @@ def test_rows_wider_than_a_kernel_segment(cpu_isa, dims):
         assert warped.dtype == dtype and torch.equal(warped.long(), nearest.long()), dtype
 
 
-@pytest.mark.parametrize("theta_kind", ["half-pixel shift", "rotated"])
-@pytest.mark.parametrize("dims", [2, 3])
-def test_nearest_backward_scatters_to_the_pixels_the_forward_read(device, dims, theta_kind):
+def assert_nearest_scatter_is_the_forward_read(device: torch.device | str, dims: int, theta_kind: str) -> None:
     """The nearest backward sends each output's gradient to the very pixel the forward read, at
     exact ties (a shift of half a pixel: 1/1024 is exact, so every coordinate is k + 0.5) and
     near ties past the first 512-pixel row segment (rotations of 1024-pixel rows; with these, a
@@ -452,6 +450,21 @@ def test_nearest_backward_scatters_to_the_pixels_the_forward_read(device, dims, 
         assert torch.equal(grad[n].flatten(), counts), f"sample {n}"
     if theta_kind == "half-pixel shift":  # ties round to even: only each row's last output reads outside
         assert int((read == 0).sum()) == math.prod(shape[:-1])
+
+
+@pytest.mark.parametrize("theta_kind", ["half-pixel shift", "rotated"])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_nearest_backward_scatters_to_the_pixels_the_forward_read(cpu_isa, dims, theta_kind):
+    """Each instruction set: the AVX2 forward's interior kernel fuses base + step * i into one
+    FMA, and the backward's scalar code must round it alike (see CMakeLists.txt)."""
+    assert_nearest_scatter_is_the_forward_read("cpu", dims, theta_kind)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("theta_kind", ["half-pixel shift", "rotated"])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_cuda_nearest_backward_scatters_to_the_pixels_the_forward_read(dims, theta_kind):
+    assert_nearest_scatter_is_the_forward_read(CUDA, dims, theta_kind)
 
 
 def test_axis_of_one_pixel_with_a_tiny_step(cpu_isa):
@@ -955,7 +968,7 @@ def test_cuda_half_gradients(dtype):
 
 
 @pytest.fixture
-def deterministic_algorithms(request):
+def warn_only(request):
     """torch.use_deterministic_algorithms(True, warn_only=request.param) for one test."""
     previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
     torch.use_deterministic_algorithms(True, warn_only=request.param)
@@ -963,8 +976,9 @@ def deterministic_algorithms(request):
     torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
 
 
-@pytest.mark.parametrize("deterministic_algorithms", [False, True], indirect=True, ids=["strict", "warn_only"])
-def test_cpu_backward_is_deterministic_and_says_nothing(deterministic_algorithms):
+@needs_cpu_kernels
+@pytest.mark.parametrize("warn_only", [False, True], indirect=True, ids=["strict", "warn_only"])
+def test_cpu_backward_is_deterministic_and_says_nothing(warn_only):
     """The CPU backward partitions the scatter by plane, with no atomics: nothing to alert."""
     x, theta = torch.rand(2, 1, 5, 6, requires_grad=True), torch.eye(2, 3).repeat(2, 1, 1).requires_grad_()
     with warnings.catch_warnings():
@@ -972,10 +986,10 @@ def test_cpu_backward_is_deterministic_and_says_nothing(deterministic_algorithms
         affine_grid_sample(x, theta, backend="medimg").sum().backward()
 
 
-@pytest.mark.parametrize("deterministic_algorithms", [False, True], indirect=True, ids=["strict", "warn_only"])
-def test_alert_not_deterministic_raises_or_warns(deterministic_algorithms):
+@pytest.mark.parametrize("warn_only", [False, True], indirect=True, ids=["strict", "warn_only"])
+def test_alert_not_deterministic_raises_or_warns(warn_only):
     """What the CUDA backward calls first: torch's own behaviour for a non-deterministic op."""
-    if deterministic_algorithms:
+    if warn_only:
         with pytest.warns(UserWarning, match=r"^a kernel accumulates with float atomics"):
             alert_not_deterministic("a kernel")
     else:
@@ -984,11 +998,11 @@ def test_alert_not_deterministic_raises_or_warns(deterministic_algorithms):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("deterministic_algorithms", [False, True], indirect=True, ids=["strict", "warn_only"])
-def test_cuda_backward_honours_deterministic_algorithms(deterministic_algorithms):
+@pytest.mark.parametrize("warn_only", [False, True], indirect=True, ids=["strict", "warn_only"])
+def test_cuda_backward_honours_deterministic_algorithms(warn_only):
     x = torch.rand(2, 1, 5, 6, device=CUDA, requires_grad=True)
     out = affine_grid_sample(x, torch.eye(2, 3, device=CUDA).repeat(2, 1, 1), backend="medimg").sum()
-    if deterministic_algorithms:  # warn_only
+    if warn_only:
         with pytest.warns(UserWarning, match="CUDA backward accumulates with float atomics"):
             out.backward()
     else:

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import needs_cpu_kernels
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -25,6 +26,7 @@ from medimg.transforms import (
     RandomContrast,
     RandomGamma,
     RandomGaussianNoise,
+    intensity,
 )
 from medimg.transforms import affine as affine_transform
 
@@ -291,6 +293,16 @@ def test_affine_bad_arguments(kwargs, name):
         RandomAffine(**kwargs)
 
 
+def test_affine_accepts_numpy_and_tensor_numbers():
+    """What float() and bool() used to take, as users pass it from configs and arrays."""
+    t = RandomAffine(degrees=np.float32(10), scale=(torch.tensor(0.9), 1.1), translate=np.array([0.1, 0.2]),
+                     p=torch.tensor(0.5), hflip_p=np.float64(0.25), align_corners=np.bool_(True))
+    assert t.degrees == [(-10.0, 10.0)] * 3 and t.translate == [0.1, 0.2, 0.2]
+    assert t.scale == (pytest.approx(0.9), 1.1) and t.p == 0.5 and t.flip_p[0] == 0.25
+    assert t.align_corners is True
+    assert RandomAffine(translate=torch.tensor(0.3)).translate == [pytest.approx(0.3)] * 3
+
+
 def test_affine_degrees_per_axis():
     """Three entries are the z, y and x ranges of 3D rotations, each a number or a pair."""
     assert RandomAffine(degrees=(10, 20, 30)).degrees == [(-10.0, 10.0), (-20.0, 20.0), (-30.0, 30.0)]
@@ -328,6 +340,7 @@ def test_affine_bad_call_arguments():
         t(image, generator=0)
 
 
+@needs_cpu_kernels
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_affine_half_precision_on_cpu_takes_the_reference(dtype):
     """The CPU kernel is float32/float64; backend="auto" warps 16-bit images with the reference."""
@@ -536,6 +549,31 @@ def test_statistics_refuse_non_finite_samples(name, bad):
     image[1, 1, 2, 3] = bad
     with pytest.raises(ValueError, match=r"^image: sample\(s\) \[1\] hold NaN or infinite pixels"):
         STATISTICAL[name](image)
+
+
+@pytest.mark.parametrize("make", [lambda: Normalize01(check_finite=False),
+                                  lambda: Normalize01(percentiles=(1, 99), check_finite=False),
+                                  lambda: RandomGamma(p=1.0, check_finite=False),
+                                  lambda: RandomContrast(p=1.0, check_finite=False)])
+def test_statistics_unchecked_on_request(make):
+    """check_finite=False (no device sync on CUDA): the NaN sample comes out NaN, the others finite."""
+    image = torch.rand(3, 1, 5, 6, generator=seeded(64)) + 0.5
+    image[1, 0, 2, 3] = math.nan
+    out, _ = make()(image, generator=seeded(65))
+    assert torch.isnan(out[1]).any()
+    assert not torch.isnan(out[[0, 2]]).any() and out.shape == image.shape
+
+
+@pytest.mark.parametrize("by_sort", [False, True], ids=["kthvalue (CPU)", "sort (CUDA)"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_percentiles_by_selection_and_by_sort_equal_quantile(by_sort, dtype):
+    """Both ways of finding order statistics (the CPU's and the GPU's), on the CPU."""
+    image = torch.randn(4, 2, 7, 9, generator=seeded(66), dtype=dtype)
+    fractions = (0.0, 0.013, 0.5, 0.97, 1.0)
+    got = intensity._sample_percentiles(image, fractions, True, by_sort=by_sort)
+    expected = torch.quantile(image.flatten(1), torch.tensor(fractions, dtype=dtype), dim=1)
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g.flatten(), e, rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-12)
 
 
 @pytest.mark.parametrize("name", ["brightness", "noise"])

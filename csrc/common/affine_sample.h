@@ -143,8 +143,10 @@ MEDIMG_HD WarpGeometry warp_geometry(const TensorView& input) {
 
 // Kernels compute coordinates along a row segment by segment: from the segment's first pixel
 // w0 in float64 (row_line), then base + step * i in the kernel's float type for its pixels
-// w0 + i, i < kRowSegment (segment_point). The CPU and CUDA kernels segment alike, so both
-// sample a pixel at the same coordinates.
+// w0 + i, i < kRowSegment (segment_point). The CPU and CUDA kernels, forward and backward,
+// segment alike, so all sample a pixel at the same coordinates, provided base + step * i rounds
+// alike: one FMA in the AVX2 build (-ffp-contract=fast) and in nvcc's (--fmad=true, its
+// default); the baseline x86-64 build has no FMA and rounds twice, consistently within itself.
 constexpr int64_t kRowSegment = 512;
 
 // Source coordinates of the pixels w0 + i of output row (h, d) through the kDims x (kDims + 1)

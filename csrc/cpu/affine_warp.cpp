@@ -735,13 +735,17 @@ void affine_warp_backward(const TensorView& grad_out, const TensorView& input, c
                           const TensorView& grad_input, const TensorView& grad_coeffs, bool need_input,
                           bool need_coeffs, int32_t interp, int32_t padding, bool align_corners, int num_threads) {
   check_warp_views(input, coeffs, grad_out, "grad_out");
-  if (need_input) check_warp_views(input, coeffs, grad_input, "grad_input");
+  if (need_input) {
+    check_warp_views(input, coeffs, grad_input, "grad_input");
+    MEDIMG_CHECK_ARG(grad_input.dtype == input.dtype, "grad_input must have the dtype of input");
+  }
   const int dims = input.ndim - 2;
   MEDIMG_CHECK_ARG(grad_out.dtype == input.dtype, "grad_out must have the dtype of input");
   MEDIMG_CHECK_ARG(!need_coeffs || (grad_coeffs.ndim == 4 && grad_coeffs.sizes[0] == input.sizes[0] &&
-                                    grad_coeffs.sizes[1] == input.sizes[1] && is_contiguous(grad_coeffs) &&
-                                    grad_coeffs.dtype == DType::Float64),
-                   "grad_coeffs: expected contiguous float64 (N, C, k, k + 1)");
+                                    grad_coeffs.sizes[1] == input.sizes[1] && grad_coeffs.sizes[2] == dims &&
+                                    grad_coeffs.sizes[3] == dims + 1 && is_contiguous(grad_coeffs) &&
+                                    grad_coeffs.dtype == DType::Float64 && grad_coeffs.device == input.device),
+                   "grad_coeffs: expected contiguous float64 (N, C, k, k + 1) on input's device");
   visit_float_dtype<false>(input.dtype, "input", [&](auto tag) {
     visit_warp_modes(dims, interp, padding,
                      BackwardKernel<decltype(tag)>{grad_out, input, coeffs, grad_input, grad_coeffs, need_input,

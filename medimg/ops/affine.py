@@ -31,8 +31,8 @@ PADDING_MODES = {"zeros": 0, "border": 1, "reflection": 2}
 _MAX_PLANE_OFFSET = 2**31 - 1
 # What the compiled forward kernels take per device (bool masks travel as uint8); with
 # backend="auto", other dtypes (float16/bfloat16 on the CPU) take the torch reference.
-_KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64, *INTEGER_DTYPES, torch.bool),
-                  "cuda": (*FLOAT_DTYPES, *INTEGER_DTYPES, torch.bool)}
+_KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64, *INTEGER_DTYPES),
+                  "cuda": (*FLOAT_DTYPES, *INTEGER_DTYPES)}
 
 
 def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", padding_mode: str = "zeros",
@@ -96,7 +96,7 @@ def _pick_backend(backend: str, *inputs: Tensor) -> str:
         return check_backend(backend)
     supported = _KERNEL_DTYPES.get(inputs[0].device.type, ())
     for t in inputs:
-        if t.dtype not in supported:
+        if t.dtype not in supported and t.dtype != torch.bool:  # bool travels as uint8
             return "torch"
     return backend
 

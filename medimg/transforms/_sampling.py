@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,16 +25,16 @@ def check_generator(generator: torch.Generator | None, device: torch.device) -> 
         return
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
-    on_cuda_device = device.type == "cuda" and generator.device.type == "cuda" and \
-        generator.device.index not in (None, device.index)
-    if generator.device.type != device.type or on_cuda_device:
+    if generator.device.type != device.type:
         raise ValueError(f"generator: on {generator.device}, but the batch is on {device}; "
                          f"create it with torch.Generator(device={str(device)!r})")
 
 
 def is_number(value: object) -> bool:
-    """A real number (int, float, NumPy scalar), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    """A real number: int, float, a NumPy scalar or a one-element real tensor; not a bool."""
+    if isinstance(value, Tensor):
+        return value.numel() == 1 and not value.is_complex() and value.dtype != torch.bool
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def as_range(name: str, value: float | tuple[float, float], *, symmetric: bool, low: float | None = None

@@ -70,6 +70,7 @@ class RandomAffine:
         self.flip_p = [check_probability("hflip_p", hflip_p), check_probability("vflip_p", vflip_p),
                        check_probability("dflip_p", dflip_p)]
         self.p = check_probability("p", p)
+        align_corners = bool(align_corners) if isinstance(align_corners, np.bool_) else align_corners
         check_options(mode, padding_mode, align_corners)
         self.mode, self.padding_mode, self.align_corners = mode, padding_mode, align_corners
         self.backend = check_backend(backend)
@@ -77,7 +78,7 @@ class RandomAffine:
     @staticmethod
     def _translate_fractions(translate: float | tuple[float, ...]) -> list[float]:
         values = [translate] * 3 if is_number(translate) else translate
-        if not isinstance(values, (tuple, list)) or not 2 <= len(values) <= 3 or \
+        if not isinstance(values, (tuple, list, np.ndarray, Tensor)) or not 2 <= len(values) <= 3 or \
                 any(not is_number(t) or not 0.0 <= t <= 1.0 for t in values):
             raise ValueError(f"translate: expected fractions in [0, 1], one for every axis or one per axis "
                              f"(x, y[, z]; in 3D a pair reuses y's for z), got {translate!r}")

@@ -14,6 +14,7 @@ class Compose:
     """Apply transforms in order; each gets the image and mask the previous one returned.
 
     Example:
+        >>> import torch
         >>> from medimg.transforms import Compose, Normalize01, RandomAffine, RandomGamma
         >>> t = Compose([RandomAffine(degrees=10), Normalize01(), RandomGamma()])
         >>> images, masks = torch.rand(4, 1, 32, 32), torch.randint(0, 3, (4, 32, 32))
