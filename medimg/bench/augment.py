@@ -219,7 +219,8 @@ def implementations(case: Case) -> Implementations:
     # OpenCV has no int64: also timed with the conversions that give medimg's dtypes in and out.
     converts = mask is not None and mask.dtype != torch.uint8
     mask_dtype = None if mask is None else str(mask.dtype).removeprefix("torch.")
-    peers = {"OpenCV warpAffine loop (uint8 mask)": _opencv(image, mask) if on_cpu and planar else None,
+    opencv = "OpenCV warpAffine loop" + ("" if mask is None else " (uint8 mask)")
+    peers = {opencv: _opencv(image, mask) if on_cpu and planar else None,
              f"OpenCV loop, {mask_dtype} mask via uint8":
                  _opencv(image, mask, convert_in_loop=True) if on_cpu and planar and converts else None,
              "albumentations Affine+HFlip loop": _albumentations(image, mask) if on_cpu and planar else None,
