@@ -333,6 +333,10 @@ def test_affine_bad_call_arguments():
         t(torch.zeros(2, 1, 8, 9, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"image on cpu, mask on meta"):
         t(image, torch.zeros(2, 8, 9, dtype=torch.uint8, device="meta"))
+    with pytest.raises(TypeError, match=r"^mask: unsupported dtype torch.complex64"):
+        t(image, torch.zeros(2, 8, 9, dtype=torch.complex64))
+    with pytest.raises(TypeError, match=r"^mask: expected a dense tensor"):
+        t(image, torch.zeros(2, 8, 9, dtype=torch.uint8).to_sparse())
     # a generator on another device type than the batch, or not a generator
     with pytest.raises(ValueError, match=r"^generator: "):
         t(image.to("meta"), generator=seeded(0))
@@ -652,8 +656,12 @@ class _AugmentedDataset(Dataset):
         return image[0], mask[0]
 
 
-def test_dataloader_with_workers():
-    loader = DataLoader(_AugmentedDataset(), batch_size=2, num_workers=2, timeout=60)
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_dataloader_with_workers(start_method):
+    """Workers forked (Linux's default) or spawned (macOS, Windows: a fresh interpreter that
+    imports medimg and unpickles the transforms) compute what the main process computes."""
+    loader = DataLoader(_AugmentedDataset(), batch_size=2, num_workers=2, timeout=60,
+                        multiprocessing_context=start_method)
     batches = list(loader)
     assert len(batches) == 3
     for images, masks in batches:
