@@ -135,7 +135,7 @@ class Normalize01:
         return scaled, mask
 
     def __repr__(self) -> str:
-        return f"Normalize01(percentiles={self.percentiles})"
+        return f"Normalize01(percentiles={self.percentiles}, eps={self.eps}, check_finite={self.check_finite})"
 
 
 class _RandomIntensity:
