@@ -1,0 +1,100 @@
+// The forward affine-warp kernel and its launch grid, apart from the launch code so that a host
+// C++ build with stand-ins for the CUDA built-ins (tests/cuda_host/) can run it on the CPU:
+// every output pixel written once, every read inside the input view, values as the CPU's.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "common/affine_sample.h"
+#include "common/float_types.h"
+
+namespace medimg::cuda {
+
+template <class T>
+using coord_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+// Forward: a block of 32 x 8 threads covers 8 rows of one (sample, depth) slice; a thread takes
+// kPixels pixels of a row, 32 apart (a warp's store writes 32 consecutive pixels). A thread
+// computes its row's float64 start once, its pixels' coordinates as base + step * i in F (as
+// the CPU kernels: both sample at the same coordinates) and their taps, then issues every read
+// of its pixels before blending. The kernel this replaced took one pixel per thread and read
+// each tap behind a weight test, its use right after the read (so its PTX): a thread had one
+// read in flight at a time, which fits what the H200 showed (18% of copy bandwidth, the same
+// time for identity and rotations, for bf16 and f32). 3D pixels have twice the taps, so a
+// thread takes half as many. The y and z grid axes stride over rows and slices, so any height
+// and batch fit the grid's 65535 limit.
+constexpr int kTileW = 32, kTileH = 8;
+constexpr unsigned kMaxGridYZ = 65535;
+
+template <int kDims>
+constexpr int pixels_per_thread() {
+  return kDims == 2 ? 4 : 2;
+}
+
+template <int kDims>
+constexpr int block_width() {
+  return kTileW * pixels_per_thread<kDims>();
+}
+static_assert(kRowSegment % block_width<2>() == 0 && kRowSegment % block_width<3>() == 0,
+              "a block's pixels must lie in one row segment");
+
+template <class T, int kDims, Interp kInterp, Padding kPad>
+__global__ void __launch_bounds__(kTileW * kTileH) forward_kernel(TensorView input, const double* coeffs, T* out,
+                                                                  bool align, WarpGeometry g) {
+  using F = coord_t<T>;
+  using Taps = PointTaps<F, kDims, kInterp, int32_t>;
+  constexpr int kPixels = pixels_per_thread<kDims>();
+  const uint32_t first = blockIdx.x * block_width<kDims>() + threadIdx.x;
+  const uint32_t width = uint32_t(g.size[0]), height = uint32_t(g.size[1]), depth = uint32_t(g.size[2]);
+  if (first >= width) return;
+  const uint32_t segment = first / uint32_t(kRowSegment) * uint32_t(kRowSegment);
+  const uint32_t slices = uint32_t(g.n) * depth;
+  const int64_t plane = g.plane();
+  for (uint32_t z = blockIdx.z; z < slices; z += gridDim.z) {
+    const uint32_t n = z / depth, d = z - n * depth;
+    const double* m = coeffs + int64_t(n) * (kDims * (kDims + 1));
+    const T* src = input.ptr<const T>() + int64_t(n) * g.sample_stride;
+    T* dst = out + int64_t(n) * g.c * plane + int64_t(d) * height * width;
+    for (uint32_t h = blockIdx.y * kTileH + threadIdx.y; h < height; h += gridDim.y * kTileH) {
+      F base[kDims], step[kDims];
+      row_coordinates<F, kDims>(row_line<kDims>(m, segment, h, d), base, step);
+      // Pixels past the row's end get taps too (inside the plane, so safe to read); they are
+      // not stored.
+      Taps taps[kPixels];
+#pragma unroll
+      for (int j = 0; j < kPixels; ++j) {
+        F raw[kDims];
+        segment_point<F, kDims>(base, step, int32_t(first + j * kTileW - segment), raw);
+        taps[j] = point_taps<F, kDims, kInterp, kPad, int32_t>(raw, g, align);
+      }
+      T* dst_row = dst + int64_t(h) * width;
+      for (int64_t c = 0; c < g.c; ++c) {
+        const T* s = src + c * g.channel_stride;
+        // Every tap of every pixel is read before any is used, with no branch between the reads
+        // (a tap outside the image is read inside the plane and not used), so all are in flight.
+        T values[kPixels][Taps::kCount];
+#pragma unroll
+        for (int j = 0; j < kPixels; ++j) {
+#pragma unroll
+          for (int k = 0; k < Taps::kCount; ++k) values[j][k] = read_input(s + taps[j].offset[k]);
+        }
+#pragma unroll
+        for (int j = 0; j < kPixels; ++j) {
+          const uint32_t w = first + j * kTileW;
+          if (w < width) dst_row[c * plane + w] = blend_taps<T>(taps[j], [&](int k) { return values[j][k]; });
+        }
+      }
+    }
+  }
+}
+
+template <int kDims>
+dim3 forward_grid(const WarpGeometry& g) {
+  const auto tiles = [](int64_t size, int tile) { return unsigned((size + tile - 1) / tile); };
+  return dim3(tiles(g.size[0], block_width<kDims>()), std::min(tiles(g.size[1], kTileH), kMaxGridYZ),
+              unsigned(std::min<int64_t>(g.n * g.size[2], kMaxGridYZ)));
+}
+
+}  // namespace medimg::cuda
