@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import needs_cpu_kernels, relayout
-from test_affine_grid_sample import assert_float_warp_close, random_input, random_theta
+from test_affine_grid_sample import assert_float_warp_close, random_input, random_theta, reference
 from torch import Tensor
 
 from medimg import _extension
@@ -97,3 +97,23 @@ def test_emulated_cuda_forward_equals_cpu(emulator, shape, layout, max_grid_yz):
                 expected = torch.ops.medimg.affine_sample(input, coeffs, mode, padding_mode, align_corners)
                 assert_float_warp_close(got.double(), expected.double(), theta, mode, align_corners, 1e-4,
                                         float(x.abs().max()), f"{what}, {input.dtype}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 1, 3, 600), (1, 2, 7, 9, 11)], ids=str)
+def test_emulated_cuda_forward_half(emulator, shape, dtype):
+    """16-bit inputs (CUDA only: the CPU kernels take float32/float64): coordinates and weights in
+    float32, one rounding of the result to `dtype`, as test_cuda_half_matches_float32_warp."""
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = random_input(shape, torch.float32, gen).to(dtype)
+    for mode in MODES:
+        for padding_mode in PADDING_MODES:
+            align_corners = bool(torch.randint(2, (1,), generator=gen))
+            theta = random_theta(shape[0], len(shape) - 2, "mild", gen, torch.float32)
+            coeffs = pixel_coefficients(theta, tuple(shape[2:]), align_corners)
+            got, guards = emulate(emulator, x, coeffs, mode, padding_mode, align_corners, 65535)
+            what = f"{mode}, {padding_mode}, align_corners={align_corners}"
+            assert guards.isnan().all() and not got.isnan().any(), what
+            expected = reference(x.float(), theta, mode, padding_mode, align_corners).to(dtype)
+            assert_float_warp_close(got.double(), expected.double(), theta, mode, align_corners,
+                                    2 * torch.finfo(dtype).eps, float(x.abs().max()), what)

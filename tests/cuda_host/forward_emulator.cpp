@@ -33,7 +33,7 @@ struct Launch {
   unsigned max_grid_yz;
   template <int kDims, Interp kInterp, Padding kPad>
   void run() const {
-    if constexpr (std::is_floating_point_v<T> || kInterp == Interp::Nearest) {
+    if constexpr (!std::is_integral_v<T> || kInterp == Interp::Nearest) {
       const WarpGeometry g = warp_geometry<kDims>(input);
       dim3 grid = cuda::forward_grid<kDims>(g);
       grid.y = std::min(grid.y, max_grid_yz);
@@ -85,6 +85,8 @@ extern "C" int emulate_affine_forward(void* data, int32_t dtype, int32_t ndim, c
   switch (input.dtype) {
     case DType::Float32: emulate<float>(input, coeffs, out, interp, padding, align != 0, max_grid_yz); return 0;
     case DType::Float64: emulate<double>(input, coeffs, out, interp, padding, align != 0, max_grid_yz); return 0;
+    case DType::Float16: emulate<Half>(input, coeffs, out, interp, padding, align != 0, max_grid_yz); return 0;
+    case DType::BFloat16: emulate<BFloat16>(input, coeffs, out, interp, padding, align != 0, max_grid_yz); return 0;
     case DType::Int64: emulate<int64_t>(input, coeffs, out, interp, padding, align != 0, max_grid_yz); return 0;
     case DType::UInt8: emulate<uint8_t>(input, coeffs, out, interp, padding, align != 0, max_grid_yz); return 0;
     default: return 1;
