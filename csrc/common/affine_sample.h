@@ -342,4 +342,15 @@ inline void check_warp_views(const TensorView& input, const TensorView& coeffs, 
                    std::string("coeffs and ") + out_name + " must be on input's device");
 }
 
+// The backward's d(loss)/d(M) buffer: contiguous float64 (N, C, k, k + 1) on input's device,
+// one matrix per (sample, channel) plane, summed over channels by the caller.
+inline void check_grad_coeffs_view(const TensorView& input, const TensorView& grad_coeffs) {
+  const int dims = input.ndim - 2;
+  MEDIMG_CHECK_ARG(grad_coeffs.ndim == 4 && grad_coeffs.sizes[0] == input.sizes[0] &&
+                       grad_coeffs.sizes[1] == input.sizes[1] && grad_coeffs.sizes[2] == dims &&
+                       grad_coeffs.sizes[3] == dims + 1 && is_contiguous(grad_coeffs) &&
+                       grad_coeffs.dtype == DType::Float64 && grad_coeffs.device == input.device,
+                   "grad_coeffs: expected contiguous float64 (N, C, k, k + 1) on input's device");
+}
+
 }  // namespace medimg

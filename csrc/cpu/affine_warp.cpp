@@ -534,13 +534,13 @@ void linear_interior_backward(const T* src, const T* grad_out_segment, const T* 
   for (int64_t parity = 0; parity < 2; ++parity) {
     for (int64_t w = begin + parity; w < end; w += 2) {
       const T go = grad_out_segment[w];
-      T frac[kDims];
+      T coord[kDims], frac[kDims];
+      segment_point<T, kDims>(base, step, int32_t(w), coord);  // inside: padding is the identity
       int64_t o = 0, po = 0;
       for (int r = 0; r < kDims; ++r) {
-        const T coord = base[r] + step[r] * T(w);
         // row_windows keeps the cells inside; the clamp is a second guard.
-        const T low = std::clamp(std::floor(coord), T(0), T(g.size[r] - 2));
-        frac[r] = coord - low;
+        const T low = std::clamp(std::floor(coord[r]), T(0), T(g.size[r] - 2));
+        frac[r] = coord[r] - low;
         o += int64_t(low) * g.stride[r];
         po += int64_t(low) * plane_stride[r];
       }
@@ -741,11 +741,7 @@ void affine_warp_backward(const TensorView& grad_out, const TensorView& input, c
   }
   const int dims = input.ndim - 2;
   MEDIMG_CHECK_ARG(grad_out.dtype == input.dtype, "grad_out must have the dtype of input");
-  MEDIMG_CHECK_ARG(!need_coeffs || (grad_coeffs.ndim == 4 && grad_coeffs.sizes[0] == input.sizes[0] &&
-                                    grad_coeffs.sizes[1] == input.sizes[1] && grad_coeffs.sizes[2] == dims &&
-                                    grad_coeffs.sizes[3] == dims + 1 && is_contiguous(grad_coeffs) &&
-                                    grad_coeffs.dtype == DType::Float64 && grad_coeffs.device == input.device),
-                   "grad_coeffs: expected contiguous float64 (N, C, k, k + 1) on input's device");
+  if (need_coeffs) check_grad_coeffs_view(input, grad_coeffs);
   visit_float_dtype<false>(input.dtype, "input", [&](auto tag) {
     visit_warp_modes(dims, interp, padding,
                      BackwardKernel<decltype(tag)>{grad_out, input, coeffs, grad_input, grad_coeffs, need_input,

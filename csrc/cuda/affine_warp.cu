@@ -198,18 +198,13 @@ void affine_warp_backward(const TensorView& grad_out, const TensorView& input, c
                           const TensorView& grad_input, const TensorView& grad_coeffs, bool need_input,
                           bool need_coeffs, int32_t interp, int32_t padding, bool align_corners, uintptr_t stream) {
   check_warp_views(input, coeffs, grad_out, "grad_out");
-  const int64_t k = input.ndim - 2;
   // Scattered in float32 (float64 for float64 input): atomics on 16-bit floats lose too much.
   const DType accumulate = input.dtype == DType::Float64 ? DType::Float64 : DType::Float32;
   if (need_input) MEDIMG_CHECK_ARG(same_shape(grad_input, input) && is_contiguous(grad_input) &&
                                    grad_input.device == input.device && grad_input.dtype == accumulate,
                                    "grad_input: expected a contiguous tensor shaped like input on its device, "
                                    "float64 for float64 input, else float32");
-  MEDIMG_CHECK_ARG(!need_coeffs || (grad_coeffs.ndim == 4 && grad_coeffs.sizes[0] == input.sizes[0] &&
-                                    grad_coeffs.sizes[1] == input.sizes[1] && grad_coeffs.sizes[2] == k &&
-                                    grad_coeffs.sizes[3] == k + 1 && grad_coeffs.dtype == DType::Float64 &&
-                                    is_contiguous(grad_coeffs) && grad_coeffs.device == input.device),
-                   "grad_coeffs: expected contiguous float64 (N, C, k, k + 1) on input's device");
+  if (need_coeffs) check_grad_coeffs_view(input, grad_coeffs);
   MEDIMG_CHECK_ARG(grad_out.dtype == input.dtype, "grad_out must have the dtype of input");
   DeviceGuard guard(input.device);
   const int dims = input.ndim - 2;

@@ -1,6 +1,7 @@
 // The forward affine-warp kernel and its launch grid, apart from the launch code so that a host
-// C++ build with stand-ins for the CUDA built-ins (tests/cuda_host/) can run it on the CPU:
-// every output pixel written once, every read inside the input view, values as the CPU's.
+// C++ build with stand-ins for the CUDA built-ins (tests/cuda_host/) can run it on the CPU and
+// check its indexing: every output pixel written, nothing outside the output, values as the
+// CPU's. dim3 and the built-ins come from the CUDA runtime, or from those stand-ins.
 #pragma once
 
 #include <algorithm>
