@@ -166,6 +166,12 @@ def check_batch(name: str, t: Tensor, min_ndim: int) -> None:
         raise ValueError(f"{name}: empty batch (shape {tuple(t.shape)})")
 
 
+def check_sizes_positive(name: str, t: Tensor) -> None:
+    """Every size after the batch's at least 1: a batch of images with no channel or no pixel."""
+    if 0 in t.shape[1:]:
+        raise ValueError(f"{name}: every channel and spatial size must be >= 1, got shape {tuple(t.shape)}")
+
+
 def check_same_device(**tensors: Tensor) -> torch.device:
     devices = {name: t.device for name, t in tensors.items()}
     if len(set(devices.values())) > 1:

@@ -17,6 +17,7 @@ from medimg.ops._boundary import (
     check_backend,
     check_batch,
     check_same_device,
+    check_sizes_positive,
     check_tensor,
     constant_cache,
     cuda_stream,
@@ -189,8 +190,7 @@ def _check_affine_args(input: Tensor, theta: Tensor, mode: str, padding_mode: st
     if input.dim() not in (4, 5):
         raise ValueError(f"{name}: expected (N, C, H, W) or (N, C, D, H, W), got shape {tuple(input.shape)}")
     check_batch(name, input, 4)
-    if 0 in input.shape[1:]:
-        raise ValueError(f"{name}: every channel and spatial size must be >= 1, got shape {tuple(input.shape)}")
+    check_sizes_positive(name, input)
     k = input.dim() - 2
     if tuple(theta.shape) != (input.shape[0], k, k + 1):
         raise ValueError(f"theta: expected shape ({input.shape[0]}, {k}, {k + 1}) for a {input.dim()}-d input, "

@@ -22,6 +22,7 @@ import math
 import torch
 from torch import Tensor
 
+from medimg.ops._boundary import check_sizes_positive
 from medimg.transforms._sampling import (
     as_range,
     bernoulli,
@@ -38,8 +39,7 @@ def _check_float(image: Tensor) -> Tensor:
     image = check_image(image)
     if not image.is_floating_point():
         raise TypeError(f"image: intensity transforms need a floating image, got {image.dtype}")
-    if 0 in image.shape[1:]:
-        raise ValueError(f"image: every channel and spatial size must be >= 1, got shape {tuple(image.shape)}")
+    check_sizes_positive("image", image)
     return image
 
 
