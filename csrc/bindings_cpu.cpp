@@ -59,6 +59,12 @@ void affine_warp_backward(const TensorView& grad_out, const TensorView& input, c
                                                      need_coeffs, interp, padding, align_corners, num_threads);
 }
 
+void random_affine(const TensorView& uniform, const TensorView& spec, const TensorView& theta,
+                   const TensorView& coeffs, bool shear, bool translate, bool round_to_float) {
+  py::gil_scoped_release released;
+  medimg::cpu::random_affine(uniform, spec, theta, coeffs, shear, translate, round_to_float);
+}
+
 medimg::cpu::ConvGeometry conv_geometry(const std::vector<int64_t>& stride, const std::vector<int64_t>& pad,
                                         const std::vector<int64_t>& dilation, int64_t groups) {
   MEDIMG_CHECK_ARG(stride.size() == 2 && pad.size() == 2 && dilation.size() == 2,
@@ -145,6 +151,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("affine_warp_backward", &affine_warp_backward, py::arg("grad_out"), py::arg("input"), py::arg("coeffs"),
         py::arg("grad_input"), py::arg("grad_coeffs"), py::arg("need_input"), py::arg("need_coeffs"),
         py::arg("interp"), py::arg("padding"), py::arg("align_corners"), py::arg("num_threads"));
+  m.def("random_affine", &random_affine, py::arg("uniform"), py::arg("spec"), py::arg("theta"), py::arg("coeffs"),
+        py::arg("shear"), py::arg("translate"), py::arg("round_to_float"),
+        "Fill theta and coeffs (N, k, k + 1) with RandomAffine's matrices for the uniform draws.");
   m.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("out"),
         py::arg("stride"), py::arg("pad"), py::arg("dilation"), py::arg("groups"), py::arg("relu"),
         py::arg("num_threads"),

@@ -64,4 +64,13 @@ PYBIND11_MODULE(_C_cuda, m) {
       py::arg("grad_out"), py::arg("input"), py::arg("coeffs"), py::arg("grad_input"), py::arg("grad_coeffs"),
       py::arg("need_input"), py::arg("need_coeffs"), py::arg("interp"), py::arg("padding"), py::arg("align_corners"),
       py::arg("stream"));
+  m.def(
+      "random_affine",
+      [](const TensorView& uniform, const TensorView& spec, const TensorView& theta, const TensorView& coeffs,
+         bool shear, bool translate, bool round_to_float, uintptr_t stream) {
+        py::gil_scoped_release released;
+        medimg::cuda::random_affine(uniform, spec, theta, coeffs, shear, translate, round_to_float, stream);
+      },
+      py::arg("uniform"), py::arg("spec"), py::arg("theta"), py::arg("coeffs"), py::arg("shear"),
+      py::arg("translate"), py::arg("round_to_float"), py::arg("stream"));
 }

@@ -16,8 +16,12 @@ import pytest
 import torch
 from helpers import needs_cpu_kernels
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, Dataset
 
+from medimg.ops import affine_grid_sample
+from medimg.ops.affine import pixel_coefficients
+from medimg.ops.random_affine import random_affine_matrices
 from medimg.transforms import (
     Compose,
     Normalize01,
@@ -240,6 +244,88 @@ def test_affine_theta_numpy_equals_torch(spatial, extras):
     assert isinstance(from_numpy, np.ndarray) and isinstance(from_torch, Tensor)
     torch.testing.assert_close(torch.from_numpy(from_numpy), from_torch, rtol=1e-14, atol=1e-15)
     assert torch.equal(t.sample_theta(64, spatial, CPU, seeded(28)), t.sample_theta(64, spatial, CPU, seeded(28)))
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("spatial", [(17, 23), (7, 9, 11)], ids=str)
+@pytest.mark.parametrize("extras", [{}, {"translate": 0.3, "shear": (-30, 45)}], ids=["plain", "translate+shear"])
+def test_affine_kernel_matrices_equal_the_reference(extras, spatial, align_corners, device):
+    """With medimg's kernels, one call (medimg::random_affine) composes theta and the pixel
+    coefficients. theta equals the Python reference's from the same draws, but for the last bit
+    of sin, cos and tan; the coefficients have the bits of pixel_coefficients of that theta,
+    rounded to float32 first for non-float64 images, as RandomAffine casts it."""
+    kwargs = dict(degrees=(-40, 40), scale=(0.5, 2.0), hflip_p=0.5, vflip_p=0.5, dflip_p=0.5, p=0.8,
+                  align_corners=align_corners, **extras)
+    kernel, reference = RandomAffine(**kwargs, backend="medimg"), RandomAffine(**kwargs, backend="torch")
+    for theta_dtype in (torch.float32, torch.float64):
+        theta, coeffs = kernel._draw(64, spatial, device, seeded(29, device), theta_dtype)
+        expected, no_coeffs = reference._draw(64, spatial, device, seeded(29, device), theta_dtype)
+        assert no_coeffs is None and theta.device == coeffs.device == expected.device
+        torch.testing.assert_close(theta, expected, rtol=1e-14, atol=1e-15)
+        assert not torch.equal(theta[:, :, :-1], torch.eye(len(spatial), dtype=theta.dtype, device=device)
+                               .expand(64, -1, -1))  # draws did land
+        folded = pixel_coefficients(theta.cpu().to(theta_dtype), spatial, align_corners)
+        assert torch.equal(coeffs.cpu(), folded)
+
+
+@needs_cpu_kernels
+def test_affine_warp_equals_affine_grid_sample_by_its_theta(device):
+    t = RandomAffine(**AFFINE_KWARGS)
+    image = torch.rand(4, 2, 19, 21, generator=seeded(30)).to(device)
+    mask = random_mask((4, 19, 21), torch.int64, 31).to(device)
+    out, out_mask = t(image, mask, generator=seeded(32, device))
+    theta = t.sample_theta(4, (19, 21), device, seeded(32, device)).float()
+    assert torch.equal(out, affine_grid_sample(image, theta))
+    assert torch.equal(out_mask, affine_grid_sample(mask[:, None], theta, mode="nearest")[:, 0])
+
+
+class _CountOps(TorchDispatchMode):
+    """The torch ops dispatched while active, but views and constants (which launch nothing,
+    or are cached outside tracing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        if not any(word in name for word in ("view", "unsqueeze", "slice", "select", "lift_fresh")):
+            self.ops.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("spatial", [(17, 23), (7, 9, 11)], ids=str)
+def test_affine_call_launches_five_kernels(spatial):
+    """On a GPU each torch op is a kernel launch, and for batches like 32 x 1x256^2 the launches,
+    not the pixels, set the time: a RandomAffine call is the draw, the matrices, theta's cast and
+    one warp each for the image and the mask (the composition in torch ops took 57)."""
+    t = RandomAffine(**AFFINE_KWARGS, dflip_p=0.5)
+    image = torch.rand(3, 1, *spatial, generator=seeded(33))
+    mask = random_mask((3, *spatial), torch.uint8, 34)
+    with _CountOps() as counted:
+        t(image, mask, generator=seeded(35))
+    assert sorted(counted.ops) == sorted(["aten.rand.generator", "medimg.random_affine.default",
+                                          "aten._to_copy.default", "medimg.affine_sample.default",
+                                          "medimg.affine_sample.default"]), counted.ops
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("spatial", [(17, 23), (7, 9, 11)], ids=str)
+def test_affine_matrices_opcheck_and_bad_views(spatial):
+    k = len(spatial)
+    t = RandomAffine(**AFFINE_KWARGS)
+    spec = affine_transform._kernel_spec(t._draw_spec(k), spatial, False, CPU)
+    columns = len(affine_transform._draw_layout(t._draw_spec(k), spatial, False, CPU, np).low)
+    uniform = torch.rand(5, columns, generator=seeded(36), dtype=torch.float64)
+    torch.library.opcheck(torch.ops.medimg.random_affine.default, (uniform, spec, k, True, True, True))
+    with pytest.raises(ValueError, match="spec"):
+        random_affine_matrices(uniform, spec[:-1], k, True, True, True)
+    with pytest.raises(ValueError, match="uniform"):
+        random_affine_matrices(uniform[:, :-1], spec, k, True, True, True)
+    with pytest.raises(ValueError, match="k in"):
+        random_affine_matrices(uniform, spec, 4, True, True, True)
 
 
 def test_affine_translate_and_shear_known_answer():

@@ -37,4 +37,8 @@ void affine_warp_backward(const TensorView& grad_out, const TensorView& input, c
                           const TensorView& grad_input, const TensorView& grad_coeffs, bool need_input,
                           bool need_coeffs, int32_t interp, int32_t padding, bool align_corners, uintptr_t stream);
 
+// RandomAffine's matrices, one thread per sample; views as common/random_affine.h.
+void random_affine(const TensorView& uniform, const TensorView& spec, const TensorView& theta,
+                   const TensorView& coeffs, bool shear, bool translate, bool round_to_float, uintptr_t stream);
+
 }  // namespace medimg::cuda

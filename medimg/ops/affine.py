@@ -70,13 +70,14 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
 
 
 def warp_image_and_labels(image: Tensor, labels: Tensor | None, theta: Tensor, mode: str, padding_mode: str,
-                          align_corners: bool, backend: str = "auto", *, theta_is_finite: bool = False
-                          ) -> tuple[Tensor, Tensor | None]:
+                          align_corners: bool, backend: str = "auto", *, theta_is_finite: bool = False,
+                          coeffs: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
     """``affine_grid_sample`` of an image batch (``mode``) and of its label maps (nearest; None:
     none) by the same theta, with one argument check and one set of pixel coefficients for both.
     What RandomAffine calls, so errors name its arguments, image and mask; shapes as
     affine_grid_sample. ``theta_is_finite=True`` (thetas composed from bounded draws) skips the
-    finiteness check, which on CUDA is a device sync."""
+    finiteness check, which on CUDA is a device sync. ``coeffs``: ``pixel_coefficients(theta)``
+    where the caller has them already (RandomAffine's kernel makes both at once)."""
     image, theta = _check_affine_args(image, theta, mode, padding_mode, align_corners, name="image")
     if labels is not None:
         if check_tensor("mask", labels).device != image.device:
@@ -86,7 +87,8 @@ def warp_image_and_labels(image: Tensor, labels: Tensor | None, theta: Tensor, m
             raise ValueError(f"mask: spatial shape {tuple(labels.shape[2:])} differs from image's "
                              f"{tuple(image.shape[2:])}")
     backend = _pick_backend(backend, image, *([] if labels is None else [labels]))
-    coeffs = _kernel_coefficients(image, theta, align_corners, backend, check_finite=not theta_is_finite)
+    if coeffs is None or not use_compiled(backend, image.device):
+        coeffs = _kernel_coefficients(image, theta, align_corners, backend, check_finite=not theta_is_finite)
     warped = _warp(image, theta, coeffs, mode, padding_mode, align_corners)
     return warped, None if labels is None else _warp(labels, theta, coeffs, "nearest", padding_mode, align_corners)
 
@@ -156,11 +158,11 @@ def _fold(theta: Array, constants: Array, k: int) -> Array:
 
 @constant_cache
 def _cached_constants(spatial: tuple[int, ...], align_corners: bool, device: torch.device) -> Tensor:
-    """_coefficient_constants as a float64 tensor on `device`."""
-    return torch.tensor(_coefficient_constants(spatial, align_corners), dtype=torch.float64, device=device)
+    """coefficient_constants as a float64 tensor on `device`."""
+    return torch.tensor(coefficient_constants(spatial, align_corners), dtype=torch.float64, device=device)
 
 
-def _coefficient_constants(spatial: tuple[int, ...], align_corners: bool) -> list[list[list[float]]]:
+def coefficient_constants(spatial: tuple[int, ...], align_corners: bool) -> list[list[list[float]]]:
     """Per row r of theta (axis x, y[, z]): the (k + 1) x (k + 1) matrix that theta's row r is
     multiplied by, and the (k + 1) offsets then added, as k + 2 rows of k + 1 numbers."""
     sizes = [float(s) for s in reversed(spatial)]  # axis order x (W), y (H), z (D), as theta's rows

@@ -12,8 +12,9 @@ import torch
 from torch import Tensor
 
 from medimg.ops._arrays import Array, numpy_allowed, ordered_matmul
-from medimg.ops._boundary import check_backend, check_tensor, constant_cache
-from medimg.ops.affine import check_options, warp_image_and_labels
+from medimg.ops._boundary import check_backend, check_sizes_positive, check_tensor, constant_cache, use_compiled
+from medimg.ops.affine import check_options, coefficient_constants, warp_image_and_labels
+from medimg.ops.random_affine import random_affine_matrices
 from medimg.transforms._sampling import as_range, check_generator, check_image, check_probability, is_number
 
 _MIN_ZOOM = 1e-6
@@ -88,14 +89,16 @@ class RandomAffine:
     def __call__(self, image: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None
                  ) -> tuple[Tensor, Tensor | None]:
         image = check_image(image)
+        check_sizes_positive("image", image)  # before the draws, whose constants divide by the sizes
         check_generator(generator, image.device)
         spatial = tuple(image.shape[2:])
         mask_view = None if mask is None else self._mask_as_batch(mask, image)
         dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
-        theta = self.sample_theta(image.shape[0], spatial, image.device, generator).to(dtype)
-        # sample_theta's matrices are finite by construction: no check (on CUDA, no device sync).
-        warped, warped_mask = warp_image_and_labels(image, mask_view, theta, self.mode, self.padding_mode,
-                                                    self.align_corners, self.backend, theta_is_finite=True)
+        theta, coeffs = self._draw(image.shape[0], spatial, image.device, generator, dtype)
+        # The matrices are finite by construction: no check (on CUDA, no device sync).
+        warped, warped_mask = warp_image_and_labels(image, mask_view, theta.to(dtype), self.mode, self.padding_mode,
+                                                    self.align_corners, self.backend, theta_is_finite=True,
+                                                    coeffs=coeffs)
         return warped, None if mask is None else warped_mask.view(mask.shape)
 
     @staticmethod
@@ -121,17 +124,31 @@ class RandomAffine:
         whole batch (their count, not the batch size, is what a call costs). On the CPU, outside
         tracing, they run in NumPy, whose calls cost a fraction of torch's on batches of tens to
         hundreds (2-5% of a RandomAffine call on 32 x 1x256^2, 8% on 128 x 1x28^2); elsewhere in
-        torch, on the device, without a sync.
+        torch, on the device, without a sync. Where medimg's kernels are built (and the backend
+        allows them), one kernel call composes them instead (medimg.ops.random_affine), with the
+        same bits but for sin, cos and tan.
         """
+        return self._draw(n, spatial, device, generator, torch.float64)[0]
+
+    def _draw(self, n: int, spatial: tuple[int, ...], device: torch.device, generator: torch.Generator | None,
+              theta_dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
+        """sample_theta's theta (float64), and the warp's pixel coefficients of it rounded to
+        `theta_dtype` where the compiled kernel composed both (else None)."""
         k = len(spatial)
         device = torch.device(device)
         if device.type == "cuda" and device.index is None:  # the cache keys on the GPU itself
             device = torch.device("cuda", torch.cuda.current_device())
-        xp = np if numpy_allowed(device) else torch
-        layout = _draw_layout(self._draw_spec(k), tuple(spatial), self.align_corners, device, xp)
+        spec = self._draw_spec(k)
+        compiled = use_compiled(self.backend, device)
+        xp = np if numpy_allowed(device) and not compiled else torch
+        layout = _draw_layout(spec, tuple(spatial), self.align_corners, device, xp)
         uniform = torch.rand(n, len(layout.low), device=device, generator=generator, dtype=torch.float64)
+        if compiled:
+            return random_affine_matrices(uniform, _kernel_spec(spec, tuple(spatial), self.align_corners, device), k,
+                                          layout.shear is not None, layout.translate is not None,
+                                          theta_dtype != torch.float64)
         theta = _compose_theta(uniform.numpy() if xp is np else uniform, layout, xp)
-        return torch.from_numpy(theta) if xp is np else theta
+        return (torch.from_numpy(theta) if xp is np else theta), None
 
     def _draw_spec(self, k: int) -> tuple:
         """The parameters that shape sample_theta's draws for k spatial dims, hashable."""
@@ -195,6 +212,16 @@ def _draw_layout(spec: tuple, spatial: tuple[int, ...], align_corners: bool, dev
         probabilities=array([*flip_p, p]), angles=angles, shear=shear_column, translate=translate_columns,
         ratio=array([[unit[a] / unit[r] for a in range(k + 1)] for r in range(k)]),  # exact 1 on the diagonal
         identity=array([[float(r == a) for a in range(k + 1)] for r in range(k)]))
+
+
+@constant_cache
+def _kernel_spec(spec: tuple, spatial: tuple[int, ...], align_corners: bool, device: torch.device) -> Tensor:
+    """The draw layout and pixel_coefficients' constants as the one float64 vector that
+    medimg.ops.random_affine's kernel reads (order in csrc/common/random_affine.h)."""
+    layout = _draw_layout(spec, spatial, align_corners, torch.device("cpu"), np)
+    parts = [layout.low, layout.span, layout.probabilities, layout.ratio.ravel(),
+             np.array(coefficient_constants(spatial, align_corners), dtype=np.float64).ravel()]
+    return torch.from_numpy(np.concatenate(parts)).to(device)
 
 
 def _compose_theta(uniform: Array, layout: _DrawLayout, xp: ModuleType) -> Array:
