@@ -21,7 +21,7 @@ from torch import Tensor
 
 from medimg import _extension
 from medimg.ops import affine, affine_grid_sample
-from medimg.ops._boundary import alert_not_deterministic
+from medimg.ops._boundary import alert_not_deterministic, direct_call_allowed
 from medimg.ops.affine import pixel_coefficients, warp_image_and_labels
 
 pytestmark = pytest.mark.filterwarnings("ignore:Since version 1.3.0, affine_grid behavior:UserWarning")
@@ -1196,3 +1196,38 @@ def test_op_rejects_coefficients_of_another_batch():
     coeffs = pixel_coefficients(torch.eye(2, 3).expand(1, 2, 3), (8, 8), False)
     with pytest.raises(ValueError, match=r"^coeffs: "):
         torch.ops.medimg.affine_sample(x, coeffs, "bilinear", "zeros", False)
+
+
+def test_direct_kernel_calls_only_where_nothing_would_see_them():
+    """Eager calls of plain tensors skip torch's dispatcher (direct_call_allowed); autograd,
+    tracing, modes and functorch transforms must still see the op."""
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    plain = torch.rand(2, 3)
+    assert direct_call_allowed(plain, plain)
+    assert not direct_call_allowed(plain, plain.clone().requires_grad_())
+    with torch.no_grad():
+        assert direct_call_allowed(plain, plain.clone().requires_grad_())
+    assert not direct_call_allowed(torch.nn.Parameter(plain))
+    with TorchFunctionMode():
+        assert not direct_call_allowed(plain)
+    with TorchDispatchMode():
+        assert not direct_call_allowed(plain)
+    seen = []
+    torch.func.vmap(lambda row: seen.append(direct_call_allowed(row)) or row)(plain)
+    assert seen == [False]
+
+
+@needs_cpu_kernels
+def test_direct_kernel_calls_keep_autograd_and_vmap():
+    image = torch.rand(3, 1, 9, 11, dtype=torch.float64)
+    theta = torch.eye(2, 3, dtype=torch.float64).repeat(3, 1, 1) + 0.1 * torch.rand(3, 2, 3, dtype=torch.float64)
+    eager = affine_grid_sample(image, theta)
+    with_grad = affine_grid_sample(image.clone().requires_grad_(), theta.clone().requires_grad_())
+    assert with_grad.grad_fn is not None and torch.equal(with_grad.detach(), eager)
+    # vmap (no finiteness check: it is data-dependent control flow, which vmap refuses)
+    def one(x: Tensor, t: Tensor) -> Tensor:
+        return warp_image_and_labels(x[None], None, t[None], "bilinear", "zeros", False, theta_is_finite=True)[0][0]
+
+    torch.testing.assert_close(torch.func.vmap(one)(image, theta), eager, rtol=0, atol=1e-12)

@@ -8,15 +8,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from medimg.ops._boundary import tracing
+from medimg.ops._boundary import watched
 
 Array = np.ndarray | Tensor
 
 
 def numpy_allowed(device: torch.device) -> bool:
-    """Whether host arithmetic for `device` may leave torch for NumPy: on the CPU, outside
-    tracing (fake, symbolic or recorded tensors must stay in torch)."""
-    return device.type == "cpu" and not tracing()
+    """Whether host arithmetic for `device` may leave torch for NumPy: on the CPU, when nothing
+    but eager execution watches (fake, symbolic, recorded or batched tensors must stay in torch)."""
+    return device.type == "cpu" and not watched()
 
 
 def ordered_matmul(a: Array, b: Array) -> Array:

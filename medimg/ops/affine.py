@@ -21,6 +21,7 @@ from medimg.ops._boundary import (
     check_tensor,
     constant_cache,
     cuda_stream,
+    direct_call_allowed,
     empty_output,
     num_threads,
     use_compiled,
@@ -128,6 +129,9 @@ def _warp(input: Tensor, theta: Tensor, coeffs: Tensor | None, mode: str, paddin
         return _warp(input.view(torch.uint8), theta, coeffs, mode, padding_mode, align_corners).view(torch.bool)
     if coeffs is None:
         return _reference.affine_grid_sample(input, theta, mode, padding_mode, align_corners)
+    kernel = _FORWARD_KERNELS.get(input.device.type)
+    if kernel is not None and direct_call_allowed(input, coeffs):
+        return kernel(input, coeffs, mode, padding_mode, align_corners)
     return torch.ops.medimg.affine_sample(input, coeffs, mode, padding_mode, align_corners)
 
 
@@ -265,7 +269,7 @@ def _check_kernel_dtype(input: Tensor, supported: tuple[torch.dtype, ...], where
 
 
 @_affine_sample_op.register_kernel("cpu")
-def _(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
+def _affine_sample_cpu(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
     module = _extension.require(_extension.cpu, _extension.cpu_error, "affine_grid_sample on the CPU")
     _check_kernel_dtype(input, _KERNEL_DTYPES["cpu"], "CPU")
     _check_coeffs(input, coeffs)
@@ -277,7 +281,7 @@ def _(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners
 
 
 @_affine_sample_op.register_kernel("cuda")
-def _(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
+def _affine_sample_cuda(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
     module = _extension.require(_extension.cuda, _extension.cuda_error, "affine_grid_sample on CUDA")
     _check_kernel_dtype(input, _KERNEL_DTYPES["cuda"], "CUDA")
     _check_coeffs(input, coeffs)
@@ -286,6 +290,9 @@ def _(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners
     module.affine_warp(view(input), view(coeffs.to(torch.float64).contiguous()), view(out), MODES[mode],
                        PADDING_MODES[padding_mode], align_corners, cuda_stream(input.device))
     return out
+
+
+_FORWARD_KERNELS = {"cpu": _affine_sample_cpu, "cuda": _affine_sample_cuda}
 
 
 @torch.library.custom_op("medimg::affine_sample_backward", mutates_args=())

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from medimg import _extension
-from medimg.ops._boundary import cuda_stream, view
+from medimg.ops._boundary import cuda_stream, direct_call_allowed, view
 
 
 def random_affine_matrices(uniform: Tensor, spec: Tensor, k: int, shear: bool, translate: bool,
@@ -28,8 +28,11 @@ def random_affine_matrices(uniform: Tensor, spec: Tensor, k: int, shear: bool, t
         theta as RandomAffine's Python reference composes it (the same bits but for sin, cos and
         tan), and ``pixel_coefficients(theta)`` with the same bits as that function.
     """
-    return torch.ops.medimg.random_affine(uniform.contiguous(), spec.contiguous(), k, shear, translate,
-                                          round_to_float)
+    args = (uniform.contiguous(), spec.contiguous(), k, shear, translate, round_to_float)
+    kernel = _KERNELS.get(uniform.device.type)
+    if kernel is not None and direct_call_allowed(uniform, spec):
+        return kernel(*args)
+    return torch.ops.medimg.random_affine(*args)
 
 
 @torch.library.custom_op("medimg::random_affine", mutates_args=())
@@ -53,7 +56,7 @@ def _(uniform: Tensor, spec: Tensor, k: int, shear: bool, translate: bool, round
 
 
 @_random_affine_op.register_kernel("cpu")
-def _(uniform: Tensor, spec: Tensor, k: int, shear: bool, translate: bool, round_to_float: bool
+def _random_affine_cpu(uniform: Tensor, spec: Tensor, k: int, shear: bool, translate: bool, round_to_float: bool
       ) -> tuple[Tensor, Tensor]:
     module = _extension.require(_extension.cpu, _extension.cpu_error, "RandomAffine's matrices on the CPU")
     theta, coeffs = _outputs(uniform, k)
@@ -62,10 +65,13 @@ def _(uniform: Tensor, spec: Tensor, k: int, shear: bool, translate: bool, round
 
 
 @_random_affine_op.register_kernel("cuda")
-def _(uniform: Tensor, spec: Tensor, k: int, shear: bool, translate: bool, round_to_float: bool
+def _random_affine_cuda(uniform: Tensor, spec: Tensor, k: int, shear: bool, translate: bool, round_to_float: bool
       ) -> tuple[Tensor, Tensor]:
     module = _extension.require(_extension.cuda, _extension.cuda_error, "RandomAffine's matrices on CUDA")
     theta, coeffs = _outputs(uniform, k)
     module.random_affine(view(uniform), view(spec), view(theta), view(coeffs), shear, translate, round_to_float,
                          cuda_stream(uniform.device))
     return theta, coeffs
+
+
+_KERNELS = {"cpu": _random_affine_cpu, "cuda": _random_affine_cuda}
