@@ -668,6 +668,35 @@ def test_torch_compile_matches_eager(mode, padding_mode, align_corners, k, backe
 
 
 @needs_cpu_kernels
+@pytest.mark.parametrize("backend", ["medimg", "torch"])
+def test_torch_compile_fullgraph_keeps_the_finiteness_check(backend):
+    """The finiteness check of theta is data-dependent: in Python it would break the graph, so
+    while tracing it runs inside an op, and a compiled call still raises the eager error."""
+    torch._dynamo.reset()
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(2, 1, 7, 9, generator=gen)
+    theta = random_theta(2, 2, "mild", gen, torch.float32)
+
+    def fn(x: Tensor, theta: Tensor) -> Tensor:
+        return affine_grid_sample(x, theta, backend=backend)
+
+    compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
+    a, b = theta.clone().requires_grad_(), theta.clone().requires_grad_()
+    out, expected = compiled(x, a), fn(x, b)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    out.sum().backward()
+    expected.sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
+    for bad in (float("nan"), float("inf"), 1e308):
+        broken = theta.double().clone()
+        broken[1, 0, 2] = bad
+        if bad == 1e308 and backend == "torch":
+            continue  # finite: only the kernel's float64 matrix can overflow
+        with pytest.raises(ValueError, match=r"^theta: "):
+            torch.compile(fn, backend="aot_eager", fullgraph=True)(x.double(), broken)
+
+
+@needs_cpu_kernels
 def test_non_contiguous_temporaries_reach_the_kernel():
     """Inputs the op must copy or convert first: (a) the stride-0 grad_output of loss.sum() and a transposed one,
     (b) the same through opcheck's test_aot_dispatch_dynamic with requires_grad inputs, (c) float32 and
@@ -1231,3 +1260,10 @@ def test_direct_kernel_calls_keep_autograd_and_vmap():
         return warp_image_and_labels(x[None], None, t[None], "bilinear", "zeros", False, theta_is_finite=True)[0][0]
 
     torch.testing.assert_close(torch.func.vmap(one)(image, theta), eager, rtol=0, atol=1e-12)
+
+
+def test_finite_or_raise_opcheck():
+    values = torch.randn(3, 2, 3, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.medimg.finite_or_raise.default, (values, "theta: not finite"))
+    with pytest.raises(ValueError, match=r"^theta: not finite$"):
+        torch.ops.medimg.finite_or_raise(torch.tensor([1.0, float("nan")]), "theta: not finite")

@@ -24,6 +24,7 @@ from medimg.ops._boundary import (
     direct_call_allowed,
     empty_output,
     num_threads,
+    tracing,
     use_compiled,
     view,
 )
@@ -66,7 +67,7 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
         True
     """
     input, theta = _check_affine_args(input, theta, mode, padding_mode, align_corners)
-    coeffs = _kernel_coefficients(input, theta, align_corners, _pick_backend(backend, input))
+    theta, coeffs = _kernel_coefficients(input, theta, align_corners, _pick_backend(backend, input))
     return _warp(input, theta, coeffs, mode, padding_mode, align_corners)
 
 
@@ -89,7 +90,7 @@ def warp_image_and_labels(image: Tensor, labels: Tensor | None, theta: Tensor, m
                              f"{tuple(image.shape[2:])}")
     backend = _pick_backend(backend, image, *([] if labels is None else [labels]))
     if coeffs is None or not use_compiled(backend, image.device):
-        coeffs = _kernel_coefficients(image, theta, align_corners, backend, check_finite=not theta_is_finite)
+        theta, coeffs = _kernel_coefficients(image, theta, align_corners, backend, check_finite=not theta_is_finite)
     warped = _warp(image, theta, coeffs, mode, padding_mode, align_corners)
     return warped, None if labels is None else _warp(labels, theta, coeffs, "nearest", padding_mode, align_corners)
 
@@ -106,19 +107,26 @@ def _pick_backend(backend: str, *inputs: Tensor) -> str:
 
 
 def _kernel_coefficients(input: Tensor, theta: Tensor, align_corners: bool, backend: str, check_finite: bool = True
-                         ) -> Tensor | None:
-    """The compiled kernel's pixel coefficients for `input`, or None where `backend` picks the
-    reference. Unless told not to, theta is checked finite, with one check (one device sync on
-    CUDA): a non-finite theta gives non-finite coefficients, so theta is looked at only then."""
+                         ) -> tuple[Tensor, Tensor | None]:
+    """theta, and the compiled kernel's pixel coefficients for `input` (None where `backend`
+    picks the reference). Unless told not to, they are checked finite, with one check (one device
+    sync on CUDA): a non-finite theta gives non-finite coefficients, so theta is looked at only
+    then. While tracing, the check runs inside an op (medimg::finite_or_raise) whose output
+    replaces what it checked, so torch.compile keeps it in one graph."""
     if not use_compiled(backend, input.device):
         if check_finite:
+            if tracing():
+                return torch.ops.medimg.finite_or_raise(theta, _NON_FINITE_THETA), None
             _check_finite_theta(theta)
-        return None
+        return theta, None
     coeffs = pixel_coefficients(theta, tuple(input.shape[2:]), align_corners)
-    if check_finite and not bool(torch.isfinite(coeffs).all()):
-        _check_finite_theta(theta)
-        raise ValueError("theta: values so large that the sampling matrix overflows float64")
-    return coeffs
+    if check_finite:
+        if tracing():
+            return theta, torch.ops.medimg.finite_or_raise(coeffs, f"{_NON_FINITE_THETA}, or {_OVERFLOWING_THETA}")
+        if not bool(torch.isfinite(coeffs).all()):
+            _check_finite_theta(theta)
+            raise ValueError(f"theta: {_OVERFLOWING_THETA}")
+    return theta, coeffs
 
 
 def _warp(input: Tensor, theta: Tensor, coeffs: Tensor | None, mode: str, padding_mode: str, align_corners: bool
@@ -225,12 +233,33 @@ def check_options(mode: object, padding_mode: object, align_corners: object) -> 
                         f"of type {kind.__module__}.{kind.__qualname__}")
 
 
+_NON_FINITE_THETA = "theta: holds NaN or infinite values"
+_OVERFLOWING_THETA = "values so large that the sampling matrix overflows float64"
+
+
 def _check_finite_theta(theta: Tensor) -> None:
     if not bool(torch.isfinite(theta).all()):
-        raise ValueError("theta: holds NaN or infinite values")
+        raise ValueError(_NON_FINITE_THETA)
 
 
 # ----------------------------------------------------------------------------- custom ops
+
+@torch.library.custom_op("medimg::finite_or_raise", mutates_args=())
+def _finite_or_raise(values: Tensor, message: str) -> Tensor:
+    """A copy of `values` (matrices of a few numbers per sample), after raising
+    ValueError(message) if any is NaN or infinite: the check as an op, for traced graphs."""
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError(message)
+    return values.clone()
+
+
+@_finite_or_raise.register_fake
+def _(values: Tensor, message: str) -> Tensor:
+    return torch.empty_like(values)
+
+
+_finite_or_raise.register_autograd(lambda ctx, grad: (grad, None))
+
 
 @torch.library.custom_op("medimg::affine_sample", mutates_args=())
 def _affine_sample_op(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
