@@ -1,10 +1,10 @@
-"""The CUDA forward affine warp, run without a GPU: csrc/cuda/affine_warp_forward.cuh compiled
-as host C++ (tests/cuda_host/forward_emulator.cpp) and launched block by block, thread by thread.
-Machines without a GPU thus check the kernel's own index arithmetic (which pixels a thread
-takes, rows past the last full block, wide rows across 512-pixel segments, the grid's strides
-over rows and slices, strided inputs): every output pixel is written, nothing outside the
-output is, and the values are the CPU kernel's. The tap arithmetic itself is shared with the
-CPU (common/affine_sample.h) and tested there."""
+"""The CUDA affine warp kernels, run without a GPU: csrc/cuda/affine_warp_forward.cuh and
+affine_warp_backward.cuh compiled as host C++ (tests/cuda_host/) and launched block by block,
+thread by thread. Machines without a GPU thus check the kernels' own index arithmetic (which
+pixels a thread takes, rows past the last full block, wide rows across 512-pixel segments, the
+grid's strides over rows and slices, chunks of samples, strided inputs): every output pixel is
+written, nothing outside the output is, and the values and gradients are the CPU kernels'. The
+tap arithmetic itself is shared with the CPU (common/affine_sample.h) and tested there."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from medimg.ops._boundary import _DTYPE_CODES
 from medimg.ops.affine import MODES, PADDING_MODES, pixel_coefficients
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "tests" / "cuda_host" / "forward_emulator.cpp"
+SOURCES = [ROOT / "tests" / "cuda_host" / name for name in ("forward_emulator.cpp", "backward_emulator.cpp")]
 GUARD = 64  # elements either side of the output that must stay untouched
 
 pytestmark = [needs_cpu_kernels,
@@ -34,17 +34,18 @@ pytestmark = [needs_cpu_kernels,
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
-    """The emulator, built once with the C++ compiler that built medimg (CXX, else g++/c++).
+    """The emulators, built once with the C++ compiler that built medimg (CXX, else g++/c++).
     With FMA where the CPU kernels run their AVX2 path: nvcc fuses base + step * i, so do they."""
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if compiler is None or not (ROOT / "csrc").is_dir():
         pytest.skip("needs a C++ compiler and the csrc/ sources")
     fma = ["-mfma", "-ffp-contract=fast"] if _extension.cpu.cpu_isa() == "avx2" else []
-    library = tmp_path_factory.mktemp("cuda_host") / "forward_emulator.so"
+    library = tmp_path_factory.mktemp("cuda_host") / "emulators.so"
     subprocess.run([compiler, "-O2", "-std=gnu++17", "-shared", "-fPIC", "-fno-trapping-math", *fma,
-                    f"-I{ROOT / 'csrc'}", str(SOURCE), "-o", str(library)], check=True, timeout=600)
+                    f"-I{ROOT / 'csrc'}", *map(str, SOURCES), "-o", str(library)], check=True, timeout=600)
     lib = ctypes.CDLL(str(library))
     lib.emulate_affine_forward.restype = ctypes.c_int
+    lib.emulate_affine_backward.restype = ctypes.c_int
     return lib
 
 
@@ -117,3 +118,55 @@ def test_emulated_cuda_forward_half(emulator, shape, dtype):
             expected = reference(x.float(), theta, mode, padding_mode, align_corners).to(dtype)
             assert_float_warp_close(got.double(), expected.double(), theta, mode, align_corners,
                                     2 * torch.finfo(dtype).eps, float(x.abs().max()), what)
+
+
+def emulate_backward(lib: ctypes.CDLL, grad_out: Tensor, input: Tensor, coeffs: Tensor, mode: str,
+                     padding_mode: str, align_corners: bool, chunk: int) -> tuple[Tensor, Tensor]:
+    """The emulated backward's gradients of input (float32, float64 for float64) and of the
+    coefficients (summed over channels, as the op does)."""
+    n, c, k = input.shape[0], input.shape[1], input.dim() - 2
+    grad_input = torch.zeros(input.shape, dtype=torch.float64 if input.dtype == torch.float64 else torch.float32)
+    grad_coeffs = torch.zeros(n, c, k, k + 1, dtype=torch.float64)
+    grad_out, coeffs = grad_out.contiguous(), coeffs.contiguous()
+    sizes = (ctypes.c_int64 * input.dim())(*input.shape)
+    contiguous = (ctypes.c_int64 * input.dim())(*grad_out.stride())
+    strides = (ctypes.c_int64 * input.dim())(*input.stride())
+    status = lib.emulate_affine_backward(
+        ctypes.c_void_p(grad_out.data_ptr()), ctypes.c_void_p(input.data_ptr()), _DTYPE_CODES[input.dtype],
+        input.dim(), sizes, contiguous, strides, ctypes.c_void_p(coeffs.data_ptr()),
+        ctypes.c_void_p(grad_input.data_ptr()), ctypes.c_void_p(grad_coeffs.data_ptr()), MODES[mode],
+        PADDING_MODES[padding_mode], int(align_corners), ctypes.c_int64(chunk))
+    assert status == 0
+    return grad_input, grad_coeffs.sum(1)
+
+
+BACKWARD_SHAPES = [(1, 1, 1, 1), (2, 3, 5, 7), (3, 1, 9, 31), (1, 2, 3, 513), (1, 1, 2, 1100), (2, 2, 3, 4, 129),
+                   (1, 1, 2, 2, 700)]
+
+
+@pytest.mark.parametrize("chunk", [65535, 1], ids=["one launch", "a launch per sample"])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("shape", BACKWARD_SHAPES, ids=str)
+def test_emulated_cuda_backward_equals_cpu(emulator, shape, dtype, layout, chunk):
+    """Gradients of input and coefficients as the CPU backward's, up to the order of float
+    sums (atomics and block reductions against the CPU's per-thread partitions)."""
+    gen = torch.Generator().manual_seed(sum(shape) + len(layout) + chunk)
+    k = len(shape) - 2
+    x = relayout(random_input(shape, dtype, gen), layout)
+    grad_out = torch.randn(shape, generator=gen, dtype=dtype)
+    rtol = 1e-9 if dtype == torch.float64 else 2e-4
+    for mode in MODES:
+        for padding_mode in PADDING_MODES:
+            align_corners = bool(torch.randint(2, (1,), generator=gen))
+            theta = random_theta(shape[0], k, "mild", gen, torch.float64)
+            coeffs = pixel_coefficients(theta, tuple(shape[2:]), align_corners)
+            what = f"{mode}, {padding_mode}, align_corners={align_corners}"
+            got_input, got_coeffs = emulate_backward(emulator, grad_out, x, coeffs, mode, padding_mode,
+                                                     align_corners, chunk)
+            want_input, want_coeffs = torch.ops.medimg.affine_sample_backward(
+                grad_out, x, coeffs, mode, padding_mode, align_corners, True, True)
+            scale = float(grad_out.abs().max())
+            torch.testing.assert_close(got_input.to(dtype), want_input, rtol=rtol, atol=rtol * scale, msg=what)
+            coeff_scale = float(want_coeffs.abs().max()) + 1.0
+            torch.testing.assert_close(got_coeffs, want_coeffs, rtol=rtol, atol=rtol * coeff_scale, msg=what)

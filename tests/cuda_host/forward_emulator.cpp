@@ -7,15 +7,7 @@
 #include <cstdint>
 #include <type_traits>
 
-struct dim3 {
-  unsigned x, y, z;
-  constexpr dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
-};
-namespace {
-dim3 blockIdx, threadIdx, gridDim, blockDim;  // what the kernel reads, set before each "thread"
-}  // namespace
-#define __global__
-#define __launch_bounds__(...)
+#include "cuda_stand_ins.h"
 
 #include "common/dispatch.h"
 #include "cuda/affine_warp_forward.cuh"
