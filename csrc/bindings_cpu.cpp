@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cpu/kernels.h"
+#include "cpu/random_affine.h"
 #include "pybind_view.h"
 
 namespace py = pybind11;

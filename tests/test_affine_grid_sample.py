@@ -1246,6 +1246,21 @@ def test_direct_kernel_calls_only_where_nothing_would_see_them():
     seen = []
     torch.func.vmap(lambda row: seen.append(direct_call_allowed(row)) or row)(plain)
     assert seen == [False]
+    # lazy views: their memory does not hold their values
+    assert not direct_call_allowed(torch._neg_view(plain))
+    assert not direct_call_allowed(torch.randn(2, 3, dtype=torch.complex64).conj())
+    assert not direct_call_allowed(torch._efficientzerotensor(2, 3))
+
+
+@needs_cpu_kernels
+def test_negative_bit_views_warp_their_values():
+    """A negative-bit view (e.g. .imag of a conjugate) must warp its values, not its memory."""
+    gen = torch.Generator().manual_seed(14)
+    values = torch.randn(2, 1, 8, 9, generator=gen)
+    negative_view = torch._neg_view(-values)
+    assert negative_view.is_neg()
+    theta = random_theta(2, 2, "mild", gen, torch.float32)
+    assert torch.equal(affine_grid_sample(negative_view, theta), affine_grid_sample(values, theta))
 
 
 @needs_cpu_kernels

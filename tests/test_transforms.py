@@ -19,7 +19,9 @@ from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, Dataset
 
+from medimg import _extension
 from medimg.ops import affine_grid_sample
+from medimg.ops._boundary import view
 from medimg.ops.affine import pixel_coefficients
 from medimg.ops.random_affine import random_affine_matrices
 from medimg.transforms import (
@@ -326,6 +328,20 @@ def test_affine_matrices_opcheck_and_bad_views(spatial):
         random_affine_matrices(uniform[:, :-1], spec, k, True, True, True)
     with pytest.raises(ValueError, match="k in"):
         random_affine_matrices(uniform, spec, 4, True, True, True)
+    with pytest.raises(ValueError, match=r"^spec: on meta"):
+        random_affine_matrices(uniform, spec.to("meta"), k, True, True, True)
+    # the C++ side refuses views of another device before reading them
+    theta, coeffs = (torch.empty(5, k, k + 1, dtype=torch.float64) for _ in range(2))
+    on_gpu = (*view(spec)[:4], 0, spec)  # as if spec lived on cuda:0
+    with pytest.raises(ValueError, match="one device"):
+        _extension.cpu.random_affine(view(uniform), on_gpu, view(theta), view(coeffs), True, True, True)
+    with pytest.raises(ValueError, match="CPU tensors"):
+        _extension.cpu.random_affine(*((*view(t)[:4], 0, t) for t in (uniform, spec, theta, coeffs)), True, True,
+                                     True)
+    # a negative-bit view of the draws gives the matrices of its values
+    expected = random_affine_matrices(uniform, spec, k, True, True, True)
+    got = random_affine_matrices(torch._neg_view(-uniform), spec, k, True, True, True)
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
 
 
 def test_affine_translate_and_shear_known_answer():

@@ -1,13 +1,13 @@
 // RandomAffine's per-sample matrices from its uniform draws, shared by the CPU and CUDA ops.
 //
 // One sample: uniforms -> theta (F.affine_grid's convention) -> the warp's pixel coefficients,
-// the arithmetic of medimg/ops/random_affine.py's reference (compose_theta, then
-// pixel_coefficients) in the same order, operation by operation, so the same bits but for
-// sin, cos and tan. Products and sums are rounded one at a time (no fused multiply-add), as
+// the arithmetic of the Python reference (_compose_theta in medimg/transforms/affine.py, then
+// pixel_coefficients in medimg/ops/affine.py) in the same order, operation by operation, so
+// the same bits but for sin, cos and tan. Products and sums are rounded one at a time (no fused multiply-add), as
 // NumPy and torch's elementwise ops round them; on the host the file that includes this header
 // is compiled with -ffp-contract=off.
 //
-// spec (float64), built by the Python op: low[cols], span[cols] (column c's range is
+// spec (float64), built by _kernel_spec in medimg/transforms/affine.py: low[cols], span[cols] (column c's range is
 // low + span * u), probabilities[k + 1] (a flip per axis, then "transform this sample"),
 // ratio[k][k + 1] (centred pixel units to normalised ones), fold[k][k + 2][k + 1]
 // (pixel_coefficients' constants). Columns: k flip events, the apply event, the zoom, the
@@ -168,6 +168,7 @@ inline int check_random_affine_views(const TensorView& uniform, const TensorView
                    "random_affine: spec has the wrong length for the draw layout");
   for (const TensorView* v : {&uniform, &spec, &theta, &coeffs}) {
     MEDIMG_CHECK_ARG(v->dtype == DType::Float64, "random_affine: views must be float64");
+    MEDIMG_CHECK_ARG(v->device == theta.device, "random_affine: views must be on one device");
     int64_t expected = 1;
     for (int d = v->ndim - 1; d >= 0; --d) {
       MEDIMG_CHECK_ARG(v->sizes[d] == 1 || v->strides[d] == expected, "random_affine: views must be contiguous");

@@ -67,12 +67,6 @@ struct KernelTable {
 };
 
 const KernelTable& active_kernels();
-
-// RandomAffine's matrices (not per ISA: a few hundred samples at most, compiled once):
-// uniform (N, columns), spec, theta and coeffs (N, k, k + 1), float64 contiguous; see
-// common/random_affine.h.
-void random_affine(const TensorView& uniform, const TensorView& spec, const TensorView& theta,
-                   const TensorView& coeffs, bool shear, bool translate, bool round_to_float);
 // Names of the instruction sets built into this module that the running CPU supports.
 const char* const* supported_isas(int* count);
 // Selects an instruction set by name ("auto" picks the best); throws if unsupported.

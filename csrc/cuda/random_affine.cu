@@ -29,6 +29,7 @@ __global__ void __launch_bounds__(kThreads) random_affine_kernel(const double* u
 void random_affine(const TensorView& uniform, const TensorView& spec, const TensorView& theta,
                    const TensorView& coeffs, bool shear, bool translate, bool round_to_float, uintptr_t stream) {
   const int k = check_random_affine_views(uniform, spec, theta, coeffs, shear, translate);
+  MEDIMG_CHECK_ARG(theta.device >= 0, "random_affine: the CUDA kernel needs CUDA tensors");
   const int64_t n = theta.sizes[0];
   if (n == 0) return;
   DeviceGuard guard(theta.device);

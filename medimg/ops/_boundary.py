@@ -99,11 +99,13 @@ def direct_call_allowed(*tensors: Tensor) -> bool:
     and the custom-op wrappers (about 12 us of Python per call on the CPU here, a tenth of a
     RandomAffine call on one small sample; on a GPU it is host time per launch). Only when
     nothing would see the difference: plain tensors that need no autograd, nothing tracing, no
-    dispatch or torch-function mode, no functorch transform (vmap, grad)."""
+    dispatch or torch-function mode, no functorch transform (vmap, grad), and no lazy view
+    (negative or conjugate bit, zero tensor) whose memory does not hold its values."""
     if watched():
         return False
     recording = torch.is_grad_enabled()
-    return all(type(t) is Tensor and not (recording and t.requires_grad) for t in tensors)
+    return all(type(t) is Tensor and not (recording and t.requires_grad) and not t.is_neg() and not t.is_conj()
+               and not t._is_zerotensor() for t in tensors)
 
 
 def watched() -> bool:

@@ -79,7 +79,8 @@ def warp_image_and_labels(image: Tensor, labels: Tensor | None, theta: Tensor, m
     What RandomAffine calls, so errors name its arguments, image and mask; shapes as
     affine_grid_sample. ``theta_is_finite=True`` (thetas composed from bounded draws) skips the
     finiteness check, which on CUDA is a device sync. ``coeffs``: ``pixel_coefficients(theta)``
-    where the caller has them already (RandomAffine's kernel makes both at once)."""
+    where the caller has them already (RandomAffine's kernel makes both at once); trusted, so
+    they are neither checked finite nor against theta."""
     image, theta = _check_affine_args(image, theta, mode, padding_mode, align_corners, name="image")
     if labels is not None:
         if check_tensor("mask", labels).device != image.device:

@@ -41,10 +41,14 @@ def _random_affine_op(uniform: Tensor, spec: Tensor, k: int, shear: bool, transl
     raise NotImplementedError(f"medimg::random_affine has no kernel for device {uniform.device.type}")
 
 
-def _outputs(uniform: Tensor, k: int) -> tuple[Tensor, Tensor]:
+def _outputs(uniform: Tensor, spec: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Empty theta and coeffs (N, k, k + 1) float64 on uniform's device, after the checks that
+    the kernels cannot make (layout sizes are checked in C++)."""
     if k not in (2, 3) or uniform.dim() != 2 or uniform.dtype != torch.float64:
         raise ValueError(f"random_affine: expected k in (2, 3) and float64 uniform (N, columns), got k={k}, "
                          f"uniform {uniform.dtype} {tuple(uniform.shape)}")
+    if spec.device != uniform.device:
+        raise ValueError(f"spec: on {spec.device}, but uniform is on {uniform.device}")
     shape = (uniform.shape[0], k, k + 1)
     return uniform.new_empty(shape), uniform.new_empty(shape)
 
@@ -52,23 +56,23 @@ def _outputs(uniform: Tensor, k: int) -> tuple[Tensor, Tensor]:
 @_random_affine_op.register_fake
 def _(uniform: Tensor, spec: Tensor, k: int, shear: bool, translate: bool, round_to_float: bool
       ) -> tuple[Tensor, Tensor]:
-    return _outputs(uniform, k)
+    return _outputs(uniform, spec, k)
 
 
 @_random_affine_op.register_kernel("cpu")
 def _random_affine_cpu(uniform: Tensor, spec: Tensor, k: int, shear: bool, translate: bool, round_to_float: bool
-      ) -> tuple[Tensor, Tensor]:
+                       ) -> tuple[Tensor, Tensor]:
     module = _extension.require(_extension.cpu, _extension.cpu_error, "RandomAffine's matrices on the CPU")
-    theta, coeffs = _outputs(uniform, k)
+    theta, coeffs = _outputs(uniform, spec, k)
     module.random_affine(view(uniform), view(spec), view(theta), view(coeffs), shear, translate, round_to_float)
     return theta, coeffs
 
 
 @_random_affine_op.register_kernel("cuda")
 def _random_affine_cuda(uniform: Tensor, spec: Tensor, k: int, shear: bool, translate: bool, round_to_float: bool
-      ) -> tuple[Tensor, Tensor]:
+                        ) -> tuple[Tensor, Tensor]:
     module = _extension.require(_extension.cuda, _extension.cuda_error, "RandomAffine's matrices on CUDA")
-    theta, coeffs = _outputs(uniform, k)
+    theta, coeffs = _outputs(uniform, spec, k)
     module.random_affine(view(uniform), view(spec), view(theta), view(coeffs), shear, translate, round_to_float,
                          cuda_stream(uniform.device))
     return theta, coeffs

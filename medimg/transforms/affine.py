@@ -140,8 +140,11 @@ class RandomAffine:
             device = torch.device("cuda", torch.cuda.current_device())
         spec = self._draw_spec(k)
         compiled = use_compiled(self.backend, device)
-        xp = np if numpy_allowed(device) and not compiled else torch
-        layout = _draw_layout(spec, tuple(spatial), self.align_corners, device, xp)
+        if compiled:  # the kernel reads _kernel_spec; the layout gives the columns and options
+            layout = _draw_layout(spec, tuple(spatial), self.align_corners, torch.device("cpu"), np)
+        else:
+            xp = np if numpy_allowed(device) else torch
+            layout = _draw_layout(spec, tuple(spatial), self.align_corners, device, xp)
         uniform = torch.rand(n, len(layout.low), device=device, generator=generator, dtype=torch.float64)
         if compiled:
             return random_affine_matrices(uniform, _kernel_spec(spec, tuple(spatial), self.align_corners, device), k,
