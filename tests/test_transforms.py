@@ -709,6 +709,28 @@ def test_intensity_bad_input(name):
         INTENSITY[name](1.0)(torch.zeros(2, 0, 4, 4))
 
 
+@pytest.mark.parametrize("make", [lambda: Normalize01(), lambda: Normalize01(percentiles=(5, 95)),
+                                  lambda: RandomGamma(gamma=(1.5, 2.0), p=1.0),
+                                  lambda: RandomContrast(p=1.0), lambda: RandomBrightness(p=1.0),
+                                  lambda: RandomGaussianNoise(std=0.1, p=1.0)],
+                         ids=["Normalize01", "Normalize01 percentiles", "RandomGamma", "RandomContrast",
+                              "RandomBrightness", "RandomGaussianNoise"])
+def test_intensity_in_place_keeps_values_and_gradients(make):
+    """The transforms work in place in one fresh buffer: the input is untouched, and gradients
+    with respect to the image are those of the same formula out of place."""
+    t = make()
+    image = torch.rand(3, 2, 5, 6, generator=seeded(60), dtype=torch.float64) + 0.1
+    kept = image.clone()
+    leaf = image.clone().requires_grad_()
+    out, _ = t(leaf, generator=seeded(61))
+    assert torch.equal(leaf.detach(), kept)
+    weights = torch.rand(out.shape, generator=seeded(62), dtype=torch.float64)
+    (grad,) = torch.autograd.grad((out * weights).sum(), leaf)
+    assert torch.equal(out.detach(), t(image, generator=seeded(61))[0])
+    torch.autograd.gradcheck(lambda x: t(x, generator=seeded(61))[0], (leaf,), eps=1e-7, atol=1e-6)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
 # ----------------------------------------------------------------------------- Compose
 
 def _pipeline() -> list:

@@ -3,6 +3,8 @@
 Each is called as ``image, mask = t(image, mask=None, generator=None)`` on a floating batch
 (N, C, H, W) or (N, C, D, H, W), and returns an image of the same shape and dtype; the mask
 passes through unchanged. Random transforms apply to each sample with probability ``p``.
+They work in place in fresh buffers, one per transform (two for RandomGamma), bit for bit the
+out-of-place formula: a fresh 8 MiB buffer per operation cost a fifth of RandomGamma's time.
 Transforms built on per-sample statistics (Normalize01, RandomGamma, RandomContrast) refuse
 a sample with NaN or infinite pixels, which would spread over the whole sample through its
 statistic; on CUDA that check is a device sync, which ``check_finite=False`` skips. The
@@ -129,9 +131,9 @@ class Normalize01:
         else:
             fractions = (self.percentiles[0] / 100.0, self.percentiles[1] / 100.0)
             lo, hi = _sample_percentiles(image, fractions, self.check_finite)
-        scaled = (image - lo) / (hi - lo).clamp_min(_least_positive(self.eps, image.dtype))
+        scaled = (image - lo).div_((hi - lo).clamp_min(_least_positive(self.eps, image.dtype)))
         if self.percentiles is not None:
-            scaled = scaled.clamp(0.0, 1.0)
+            scaled.clamp_(0.0, 1.0)
         return scaled, mask
 
     def __repr__(self) -> str:
@@ -185,7 +187,8 @@ class RandomGamma(_RandomIntensity):
         gamma = self.draw(image, generator)
         lo, hi = _sample_extent(image, "RandomGamma" if self.check_finite else None)
         extent = (hi - lo).clamp_min(_least_positive(1e-8, image.dtype))
-        return ((image - lo) / extent).clamp(0.0, 1.0).pow(gamma) * extent + lo, mask
+        # mul, not mul_: autograd keeps pow's result for the gradient of gamma's curve
+        return (image - lo).div_(extent).clamp_(0.0, 1.0).pow_(gamma).mul(extent).add_(lo), mask
 
 
 class RandomContrast(_RandomIntensity):
@@ -214,7 +217,7 @@ class RandomContrast(_RandomIntensity):
         if self.check_finite:
             _require_finite("RandomContrast", torch.isfinite(mean))
         mean = per_sample(mean, image)
-        return (image - mean) * factor + mean, mask
+        return (image - mean).mul_(factor).add_(mean), mask
 
 
 class RandomBrightness(_RandomIntensity):
@@ -265,4 +268,4 @@ class RandomGaussianNoise(_RandomIntensity):
         image = _check_float(image)
         sigma = self.draw(image, generator)
         noise = torch.randn(image.shape, device=image.device, generator=generator, dtype=image.dtype)
-        return image + sigma * noise, mask
+        return noise.mul_(sigma).add_(image), mask
