@@ -1282,3 +1282,27 @@ def test_finite_or_raise_opcheck():
     torch.library.opcheck(torch.ops.medimg.finite_or_raise.default, (values, "theta: not finite"))
     with pytest.raises(ValueError, match=r"^theta: not finite$"):
         torch.ops.medimg.finite_or_raise(torch.tensor([1.0, float("nan")]), "theta: not finite")
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+def test_unchecked_non_finite_theta_gives_nan_or_padding(padding_mode, device):
+    """check_finite=False skips the check (a stream sync on CUDA): NaN, inf or overflowing
+    matrices must still read nothing outside the input, giving NaN (bilinear) or padding values
+    (nearest), and never crash."""
+    image = torch.rand(3, 2, 37, 45, generator=torch.Generator().manual_seed(15)).to(device)
+    labels = torch.randint(1, 5, (3, 1, 37, 45), generator=torch.Generator().manual_seed(16)).to(device)
+    theta = torch.tensor([[[float("nan"), 0.0, 0.0], [0.0, 1.0, 0.0]],
+                          [[float("inf"), 0.0, 0.0], [0.0, 1.0, float("-inf")]],
+                          [[1e38, 0.0, 0.0], [0.0, -1e38, 0.0]]], device=device)
+    with pytest.raises(ValueError, match=r"^theta: "):
+        affine_grid_sample(image, theta)
+    warped = affine_grid_sample(image, theta, padding_mode=padding_mode, check_finite=False)
+    assert warped.shape == image.shape
+    if device.type == "cpu":  # NaN coordinates blend NaN weights (how CUDA rounds NaN to an index is its own)
+        assert warped[0].isnan().all()
+    assert (warped[~warped.isnan()].abs() <= 1).all()  # else only input or padding values
+    warped_labels = affine_grid_sample(labels, theta, mode="nearest", padding_mode=padding_mode, check_finite=False)
+    assert set(warped_labels.unique().tolist()) <= {0, 1, 2, 3, 4}
+    with pytest.raises(TypeError, match=r"^check_finite: "):
+        affine_grid_sample(image, theta, check_finite=0)

@@ -39,7 +39,7 @@ _KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64, *INTEGER_DTYPES),
 
 
 def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", padding_mode: str = "zeros",
-                       align_corners: bool = False, *, backend: str = "auto") -> Tensor:
+                       align_corners: bool = False, *, backend: str = "auto", check_finite: bool = True) -> Tensor:
     """Warp a batch by per-sample affine matrices, exactly as ``F.affine_grid`` + ``F.grid_sample``.
 
     Args:
@@ -55,6 +55,10 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
             the corner pixels (True) or their outer edges (False).
         backend: "auto" | "medimg" | "torch" (the F.affine_grid + F.grid_sample reference).
             "auto" takes the reference for a dtype the kernel lacks (float16/bfloat16 on the CPU).
+        check_finite: raise a ValueError if theta holds NaN or inf (or overflows the kernel's
+            float64 matrix). On CUDA the check waits for the stream; False skips it, and a
+            non-finite theta then gives NaN (bilinear) or padding values, never a read outside
+            the input.
 
     Returns:
         The warped batch, input's shape and dtype, contiguous. Differentiable with respect to
@@ -67,7 +71,9 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
         True
     """
     input, theta = _check_affine_args(input, theta, mode, padding_mode, align_corners)
-    theta, coeffs = _kernel_coefficients(input, theta, align_corners, _pick_backend(backend, input))
+    if not isinstance(check_finite, bool):
+        raise TypeError(f"check_finite: expected True or False, got {check_finite!r}")
+    theta, coeffs = _kernel_coefficients(input, theta, align_corners, _pick_backend(backend, input), check_finite)
     return _warp(input, theta, coeffs, mode, padding_mode, align_corners)
 
 
