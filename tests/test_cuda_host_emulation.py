@@ -66,6 +66,18 @@ def emulate(lib: ctypes.CDLL, input: Tensor, coeffs: Tensor, mode: str, padding_
     return out, torch.cat([buffer[:GUARD], buffer[-GUARD:]])
 
 
+def warp_cases(shape: tuple[int, ...], gen: torch.Generator, theta_dtype: torch.dtype):
+    """Every mode and padding, with a random align_corners and mild theta each: yields (mode,
+    padding_mode, align_corners, theta, pixel coefficients, a description for messages)."""
+    for mode in MODES:
+        for padding_mode in PADDING_MODES:
+            align_corners = bool(torch.randint(2, (1,), generator=gen))
+            theta = random_theta(shape[0], len(shape) - 2, "mild", gen, theta_dtype)
+            coeffs = pixel_coefficients(theta, tuple(shape[2:]), align_corners)
+            what = f"{mode}, {padding_mode}, align_corners={align_corners}"
+            yield mode, padding_mode, align_corners, theta, coeffs, what
+
+
 SHAPES = [(1, 1, 1, 1), (2, 3, 5, 7), (1, 2, 9, 31), (2, 1, 3, 33), (1, 1, 17, 129), (1, 2, 3, 513),
           (1, 1, 2, 1100), (1, 2, 2, 3, 65), (2, 1, 3, 4, 129), (1, 1, 2, 2, 700)]
 
@@ -75,29 +87,23 @@ SHAPES = [(1, 1, 1, 1), (2, 3, 5, 7), (1, 2, 9, 31), (2, 1, 3, 33), (1, 1, 17, 1
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_emulated_cuda_forward_equals_cpu(emulator, shape, layout, max_grid_yz):
     gen = torch.Generator().manual_seed(sum(shape) + len(layout) + max_grid_yz)
-    k = len(shape) - 2
     x = relayout(random_input(shape, torch.float32, gen), layout)
     labels = relayout(torch.randint(0, 200, shape, generator=gen), layout)
-    for mode in MODES:
-        for padding_mode in PADDING_MODES:
-            align_corners = bool(torch.randint(2, (1,), generator=gen))
-            theta = random_theta(shape[0], k, "mild", gen, torch.float32)
-            coeffs = pixel_coefficients(theta, tuple(shape[2:]), align_corners)
-            what = f"{mode}, {padding_mode}, align_corners={align_corners}"
-            inputs = [x] + ([labels, labels.to(torch.uint8)] if mode == "nearest" else [])
-            for input in inputs:
-                got, guards = emulate(emulator, input, coeffs, mode, padding_mode, align_corners, max_grid_yz)
-                assert guards.isnan().all() if input.is_floating_point() else (guards == -7).all(), \
-                    f"{what}, {input.dtype}: written outside the output"
-                unwritten = got.isnan() if input.is_floating_point() else got == -7
-                assert not unwritten.any(), f"{what}, {input.dtype}: {int(unwritten.sum())} pixels never written"
-                # The tolerance of test_cuda_matches_cpu: the CPU's AVX2 interior kernels skip the
-                # padding arithmetic that is the identity inside the image, which the CUDA kernel
-                # (as torch) still does, e.g. (x + 0.5) - 0.5 for reflection: an ulp of a coordinate
-                # of 500 pixels, up to 1e-4 of the values' scale.
-                expected = torch.ops.medimg.affine_sample(input, coeffs, mode, padding_mode, align_corners)
-                assert_float_warp_close(got.double(), expected.double(), theta, mode, align_corners, 1e-4,
-                                        float(x.abs().max()), f"{what}, {input.dtype}")
+    for mode, padding_mode, align_corners, theta, coeffs, what in warp_cases(shape, gen, torch.float32):
+        inputs = [x] + ([labels, labels.to(torch.uint8)] if mode == "nearest" else [])
+        for input in inputs:
+            got, guards = emulate(emulator, input, coeffs, mode, padding_mode, align_corners, max_grid_yz)
+            assert guards.isnan().all() if input.is_floating_point() else (guards == -7).all(), \
+                f"{what}, {input.dtype}: written outside the output"
+            unwritten = got.isnan() if input.is_floating_point() else got == -7
+            assert not unwritten.any(), f"{what}, {input.dtype}: {int(unwritten.sum())} pixels never written"
+            # The tolerance of test_cuda_matches_cpu: the CPU's AVX2 interior kernels skip the
+            # padding arithmetic that is the identity inside the image, which the CUDA kernel
+            # (as torch) still does, e.g. (x + 0.5) - 0.5 for reflection: an ulp of a coordinate
+            # of 500 pixels, up to 1e-4 of the values' scale.
+            expected = torch.ops.medimg.affine_sample(input, coeffs, mode, padding_mode, align_corners)
+            assert_float_warp_close(got.double(), expected.double(), theta, mode, align_corners, 1e-4,
+                                    float(x.abs().max()), f"{what}, {input.dtype}")
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
@@ -107,17 +113,12 @@ def test_emulated_cuda_forward_half(emulator, shape, dtype):
     float32, one rounding of the result to `dtype`, as test_cuda_half_matches_float32_warp."""
     gen = torch.Generator().manual_seed(sum(shape))
     x = random_input(shape, torch.float32, gen).to(dtype)
-    for mode in MODES:
-        for padding_mode in PADDING_MODES:
-            align_corners = bool(torch.randint(2, (1,), generator=gen))
-            theta = random_theta(shape[0], len(shape) - 2, "mild", gen, torch.float32)
-            coeffs = pixel_coefficients(theta, tuple(shape[2:]), align_corners)
-            got, guards = emulate(emulator, x, coeffs, mode, padding_mode, align_corners, 65535)
-            what = f"{mode}, {padding_mode}, align_corners={align_corners}"
-            assert guards.isnan().all() and not got.isnan().any(), what
-            expected = reference(x.float(), theta, mode, padding_mode, align_corners).to(dtype)
-            assert_float_warp_close(got.double(), expected.double(), theta, mode, align_corners,
-                                    2 * torch.finfo(dtype).eps, float(x.abs().max()), what)
+    for mode, padding_mode, align_corners, theta, coeffs, what in warp_cases(shape, gen, torch.float32):
+        got, guards = emulate(emulator, x, coeffs, mode, padding_mode, align_corners, 65535)
+        assert guards.isnan().all() and not got.isnan().any(), what
+        expected = reference(x.float(), theta, mode, padding_mode, align_corners).to(dtype)
+        assert_float_warp_close(got.double(), expected.double(), theta, mode, align_corners,
+                                2 * torch.finfo(dtype).eps, float(x.abs().max()), what)
 
 
 def emulate_backward(lib: ctypes.CDLL, grad_out: Tensor, input: Tensor, coeffs: Tensor, mode: str,
@@ -152,21 +153,15 @@ def test_emulated_cuda_backward_equals_cpu(emulator, shape, dtype, layout, chunk
     """Gradients of input and coefficients as the CPU backward's, up to the order of float
     sums (atomics and block reductions against the CPU's per-thread partitions)."""
     gen = torch.Generator().manual_seed(sum(shape) + len(layout) + chunk)
-    k = len(shape) - 2
     x = relayout(random_input(shape, dtype, gen), layout)
     grad_out = torch.randn(shape, generator=gen, dtype=dtype)
     rtol = 1e-9 if dtype == torch.float64 else 2e-4
-    for mode in MODES:
-        for padding_mode in PADDING_MODES:
-            align_corners = bool(torch.randint(2, (1,), generator=gen))
-            theta = random_theta(shape[0], k, "mild", gen, torch.float64)
-            coeffs = pixel_coefficients(theta, tuple(shape[2:]), align_corners)
-            what = f"{mode}, {padding_mode}, align_corners={align_corners}"
-            got_input, got_coeffs = emulate_backward(emulator, grad_out, x, coeffs, mode, padding_mode,
-                                                     align_corners, chunk)
-            want_input, want_coeffs = torch.ops.medimg.affine_sample_backward(
-                grad_out, x, coeffs, mode, padding_mode, align_corners, True, True)
-            scale = float(grad_out.abs().max())
-            torch.testing.assert_close(got_input.to(dtype), want_input, rtol=rtol, atol=rtol * scale, msg=what)
-            coeff_scale = float(want_coeffs.abs().max()) + 1.0
-            torch.testing.assert_close(got_coeffs, want_coeffs, rtol=rtol, atol=rtol * coeff_scale, msg=what)
+    for mode, padding_mode, align_corners, _, coeffs, what in warp_cases(shape, gen, torch.float64):
+        got_input, got_coeffs = emulate_backward(emulator, grad_out, x, coeffs, mode, padding_mode, align_corners,
+                                                 chunk)
+        want_input, want_coeffs = torch.ops.medimg.affine_sample_backward(
+            grad_out, x, coeffs, mode, padding_mode, align_corners, True, True)
+        scale = float(grad_out.abs().max())
+        torch.testing.assert_close(got_input.to(dtype), want_input, rtol=rtol, atol=rtol * scale, msg=what)
+        coeff_scale = float(want_coeffs.abs().max()) + 1.0
+        torch.testing.assert_close(got_coeffs, want_coeffs, rtol=rtol, atol=rtol * coeff_scale, msg=what)
