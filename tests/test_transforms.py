@@ -221,6 +221,8 @@ def test_affine_sample_theta(spatial):
     assert torch.isfinite(theta).all()
     assert torch.equal(theta, t.sample_theta(6, spatial, CPU, seeded(21)))
     assert not torch.equal(theta, t.sample_theta(6, spatial, CPU, seeded(22)))
+    with pytest.raises(ValueError, match=r"^spatial: "):
+        t.sample_theta(6, (0, *spatial[1:]), CPU)
     # no seed: still valid, fresh draws
     unseeded = t.sample_theta(6, spatial, CPU)
     assert unseeded.shape == (6, k, k + 1) and torch.isfinite(unseeded).all()

@@ -3,13 +3,13 @@
 // One sample: uniforms -> theta (F.affine_grid's convention) -> the warp's pixel coefficients,
 // the arithmetic of the Python reference (_compose_theta in medimg/transforms/affine.py, then
 // pixel_coefficients in medimg/ops/affine.py) in the same order, operation by operation, so
-// the same bits but for sin, cos and tan. Products and sums are rounded one at a time (no fused multiply-add), as
-// NumPy and torch's elementwise ops round them; on the host the file that includes this header
-// is compiled with -ffp-contract=off.
+// the same bits but for sin, cos and tan. Products and sums are rounded one at a time (no
+// fused multiply-add), as NumPy's and torch's elementwise ops round them; on the host the file
+// that includes this header is compiled with -ffp-contract=off.
 //
-// spec (float64), built by _kernel_spec in medimg/transforms/affine.py: low[cols], span[cols] (column c's range is
-// low + span * u), probabilities[k + 1] (a flip per axis, then "transform this sample"),
-// ratio[k][k + 1] (centred pixel units to normalised ones), fold[k][k + 2][k + 1]
+// spec (float64), built by _kernel_spec in medimg/transforms/affine.py: low[cols], span[cols]
+// (column c's range is low + span * u), probabilities[k + 1] (a flip per axis, then "transform
+// this sample"), ratio[k][k + 1] (centred pixel units to normalised ones), fold[k][k + 2][k + 1]
 // (pixel_coefficients' constants). Columns: k flip events, the apply event, the zoom, the
 // rotation angles (1 in 2D; z, y, x in 3D), the shear angle if any, the k translations if any.
 #pragma once

@@ -134,6 +134,8 @@ class RandomAffine:
               theta_dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
         """sample_theta's theta (float64), and the warp's pixel coefficients of it rounded to
         `theta_dtype` where the compiled kernel composed both (else None)."""
+        if len(spatial) not in (2, 3) or any(int(s) < 1 for s in spatial):
+            raise ValueError(f"spatial: expected 2 or 3 sizes >= 1, got {tuple(spatial)}")
         k = len(spatial)
         device = torch.device(device)
         if device.type == "cuda" and device.index is None:  # the cache keys on the GPU itself
