@@ -216,6 +216,12 @@ def implementations(case: Case) -> Implementations:
         "F.affine_grid + F.grid_sample": (lambda: reference_warp(image, mask, theta), nbytes),
     }
     on_cpu, planar = case.device == "cpu", spatial_dims == 2
+    if not on_cpu:  # the theta check waits for the stream on CUDA (on the CPU it costs nothing)
+        impls["medimg.ops.affine_grid_sample (fixed theta, check_finite=False)"] = (
+            lambda: (affine_grid_sample(image, theta, check_finite=False),
+                     None if mask is None else affine_grid_sample(mask.unsqueeze(1), theta, mode="nearest",
+                                                                  check_finite=False)),
+            nbytes)
     # OpenCV has no int64: also timed with the conversions that give medimg's dtypes in and out.
     converts = mask is not None and mask.dtype != torch.uint8
     mask_dtype = None if mask is None else str(mask.dtype).removeprefix("torch.")
