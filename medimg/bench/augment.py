@@ -2,7 +2,8 @@
 
 Cases: batch 32 of 1x256x256 float32 images with int64 (and uint8) masks, rotation
 +-15 degrees, zoom 0.9-1.1, horizontal flip p=0.5; a batch of 128 MedMNIST-sized 28x28
-images, where the cost per call, not per pixel, decides; volumes 2 x 1x128^3. Peers on the CPU,
+images and a single one (as a transform in a Dataset's __getitem__ runs), where the cost per
+call, not per pixel, decides; volumes 2 x 1x128^3. Peers on the CPU,
 where they can be imported: OpenCV, albumentations, kornia, torchvision (v2) and MONAI. Each
 implementation warps the same batch (peers with their own random parameters of the same
 ranges); ratios are medimg's speed-up, and for the bare warp the fraction of copy bandwidth.
@@ -59,6 +60,8 @@ CASES = (
     Case("2D 32x1x256x256 f32 image + uint8 mask", (32, 1, 256, 256), torch.uint8),
     Case("2D 32x1x256x256 f32 image only", (32, 1, 256, 256), None),
     Case("2D 128x1x28x28 f32 image + int64 mask (MedMNIST size)", (128, 1, 28, 28), torch.int64),
+    # one sample per call, as a transform in Dataset.__getitem__ runs: the cost per call, not per pixel
+    Case("2D 1x1x28x28 f32 image + int64 mask (one sample per call)", (1, 1, 28, 28), torch.int64),
     Case("3D 2x1x128^3 f32 volume", (2, 1, 128, 128, 128), None),
 )
 CUDA_CASES = (
