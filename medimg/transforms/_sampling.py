@@ -61,18 +61,6 @@ def check_probability(name: str, p: float) -> float:
     return float(p)
 
 
-def uniform(n: int, bounds: tuple[float, float], device: torch.device, generator: torch.Generator | None,
-            dtype: torch.dtype = torch.float32) -> Tensor:
-    """n draws from U(low, high) on `device`."""
-    lo, hi = bounds
-    return lo + (hi - lo) * torch.rand(n, device=device, generator=generator, dtype=dtype)
-
-
-def bernoulli(n: int, p: float, device: torch.device, generator: torch.Generator | None) -> Tensor:
-    """n booleans, each True with probability p."""
-    return torch.rand(n, device=device, generator=generator) < p
-
-
 def per_sample(values: Tensor, like: Tensor) -> Tensor:
     """Shape (N,) values as (N, 1, ..., 1) to broadcast against a batch."""
     return values.view(-1, *([1] * (like.dim() - 1))).to(like.dtype)

@@ -28,13 +28,11 @@ from torch import Tensor
 from medimg.ops._boundary import check_sizes_positive
 from medimg.transforms._sampling import (
     as_range,
-    bernoulli,
     check_generator,
     check_image,
     check_probability,
     is_number,
     per_sample,
-    uniform,
 )
 
 
@@ -44,6 +42,16 @@ def _check_float(image: Tensor) -> Tensor:
         raise TypeError(f"image: intensity transforms need a floating image, got {image.dtype}")
     check_sizes_positive("image", image)
     return image
+
+
+def _all_finite(*stats: Tensor) -> Tensor:
+    """True where every one of the same-shaped `stats` is finite: x - x is 0 for finite x and NaN
+    for NaN or inf, with no overflow; a sum and a comparison instead of torch.isfinite's four
+    ops per tensor (each a launch on a GPU, a pass over the image for Normalize01's pixels)."""
+    spread = stats[0] - stats[0]
+    for stat in stats[1:]:
+        spread = spread + (stat - stat)
+    return spread == 0
 
 
 def _require_finite(transform: str, finite: Tensor) -> None:
@@ -65,7 +73,7 @@ def _sample_extent(image: Tensor, transform: str | None) -> tuple[Tensor, Tensor
     flat = image.flatten(1)
     lo, hi = flat.amin(1), flat.amax(1)  # NaN propagates into both
     if transform is not None:
-        _require_finite(transform, torch.isfinite(lo) & torch.isfinite(hi))
+        _require_finite(transform, _all_finite(lo, hi))
     return per_sample(lo, image), per_sample(hi, image)
 
 
@@ -79,7 +87,7 @@ def _sample_percentiles(image: Tensor, fractions: tuple[float, float], check_fin
     float64 for float64, else float32."""
     flat = image.flatten(1)
     if check_finite:
-        _require_finite("Normalize01", torch.isfinite(flat).all(1))
+        _require_finite("Normalize01", _all_finite(flat).all(1))
     work = flat if flat.dtype == torch.float64 else flat.float()
     ordered = work.sort(dim=1).values if (work.device.type != "cpu" if by_sort is None else by_sort) else None
     last = work.shape[1] - 1
@@ -151,11 +159,14 @@ class _RandomIntensity:
         self.bounds, self.p, self.check_finite = bounds, check_probability("p", p), bool(check_finite)
 
     def draw(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Per-sample values (N, 1, ..., 1) in image's dtype: one uniform pair per sample, the
+        first mapped to `bounds`, the second deciding whether the sample is transformed (five
+        small ops: on a GPU each is a launch)."""
         check_generator(generator, image.device)
-        n = image.shape[0]
-        values = uniform(n, self.bounds, image.device, generator)
-        apply = bernoulli(n, self.p, image.device, generator)
-        return per_sample(torch.where(apply, values, torch.full_like(values, self.identity)), image)
+        low, high = self.bounds
+        draws = torch.rand(image.shape[0], 2, device=image.device, generator=generator, dtype=torch.float32)
+        values = draws[:, 0].mul(high - low).add_(low)
+        return per_sample(torch.where(draws[:, 1] < self.p, values, self.identity), image)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.bounds}, p={self.p})"
@@ -216,7 +227,7 @@ class RandomContrast(_RandomIntensity):
         factor = self.draw(image, generator)
         mean = image.flatten(1).mean(1)
         if self.check_finite:
-            _require_finite("RandomContrast", torch.isfinite(mean))
+            _require_finite("RandomContrast", _all_finite(mean))
         mean = per_sample(mean, image)
         return (image - mean).mul_(factor).add_(mean), mask
 
