@@ -21,7 +21,7 @@ from torch import Tensor
 
 from medimg import _extension
 from medimg.ops import affine, affine_grid_sample
-from medimg.ops._boundary import alert_not_deterministic, direct_call_allowed
+from medimg.ops._boundary import alert_not_deterministic, direct_call_allowed, finite_mask
 from medimg.ops.affine import pixel_coefficients, warp_image_and_labels
 
 pytestmark = pytest.mark.filterwarnings("ignore:Since version 1.3.0, affine_grid behavior:UserWarning")
@@ -1306,3 +1306,16 @@ def test_unchecked_non_finite_theta_gives_nan_or_padding(padding_mode, device):
     assert set(warped_labels.unique().tolist()) <= {0, 1, 2, 3, 4}
     with pytest.raises(TypeError, match=r"^check_finite: "):
         affine_grid_sample(image, theta, check_finite=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64], ids=str)
+def test_finite_mask_equals_isfinite(dtype):
+    """x - x == 0 is torch.isfinite, also at the largest finite values (no overflow), -0 and
+    subnormals, and for several tensors at once."""
+    info = torch.finfo(dtype)
+    values = torch.tensor([0.0, -0.0, 1.0, -2.5, info.max, -info.max, info.tiny / 4, float("nan"), float("inf"),
+                           float("-inf")], dtype=dtype)
+    assert torch.equal(finite_mask(values), torch.isfinite(values))
+    other = values.flip(0)
+    assert torch.equal(finite_mask(values, other), torch.isfinite(values) & torch.isfinite(other))
+    assert finite_mask(torch.randn(3, requires_grad=True)).grad_fn is None

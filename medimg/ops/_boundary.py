@@ -94,6 +94,18 @@ def check_backend(backend: str) -> str:
     return backend
 
 
+def finite_mask(*tensors: Tensor) -> Tensor:
+    """True where every one of the same-shaped `tensors` is finite: x - x is 0 for a finite x and
+    NaN for NaN or inf, without overflow. Two ops per tensor (a subtraction, then one comparison
+    of their sum) where torch.isfinite takes four: each is a launch on a GPU, or a pass over
+    every pixel when the tensors are images."""
+    values = [t.detach() if t.requires_grad else t for t in tensors]  # a check, not part of any graph
+    spread = values[0] - values[0]
+    for v in values[1:]:
+        spread = spread + (v - v)
+    return spread == 0
+
+
 def direct_call_allowed(*tensors: Tensor) -> bool:
     """Whether an op's registered kernel may run as a plain function, skipping torch's dispatcher
     and the custom-op wrappers (about 12 us of Python per call on the CPU here, a tenth of a

@@ -23,6 +23,7 @@ from medimg.ops._boundary import (
     cuda_stream,
     direct_call_allowed,
     empty_output,
+    finite_mask,
     num_threads,
     tracing,
     use_compiled,
@@ -130,7 +131,7 @@ def _kernel_coefficients(input: Tensor, theta: Tensor, align_corners: bool, back
     if check_finite:
         if tracing():
             return theta, torch.ops.medimg.finite_or_raise(coeffs, f"{_NON_FINITE_THETA}, or {_OVERFLOWING_THETA}")
-        if not bool(torch.isfinite(coeffs).all()):
+        if not bool(finite_mask(coeffs).all()):
             _check_finite_theta(theta)
             raise ValueError(f"theta: {_OVERFLOWING_THETA}")
     return theta, coeffs
@@ -245,7 +246,7 @@ _OVERFLOWING_THETA = "values so large that the sampling matrix overflows float64
 
 
 def _check_finite_theta(theta: Tensor) -> None:
-    if not bool(torch.isfinite(theta).all()):
+    if not bool(finite_mask(theta).all()):
         raise ValueError(_NON_FINITE_THETA)
 
 
@@ -255,7 +256,7 @@ def _check_finite_theta(theta: Tensor) -> None:
 def _finite_or_raise(values: Tensor, message: str) -> Tensor:
     """A copy of `values` (matrices of a few numbers per sample), after raising
     ValueError(message) if any is NaN or infinite: the check as an op, for traced graphs."""
-    if not bool(torch.isfinite(values).all()):
+    if not bool(finite_mask(values).all()):
         raise ValueError(message)
     return values.clone()
 

@@ -25,7 +25,7 @@ import math
 import torch
 from torch import Tensor
 
-from medimg.ops._boundary import check_sizes_positive
+from medimg.ops._boundary import check_sizes_positive, finite_mask
 from medimg.transforms._sampling import (
     as_range,
     check_generator,
@@ -42,16 +42,6 @@ def _check_float(image: Tensor) -> Tensor:
         raise TypeError(f"image: intensity transforms need a floating image, got {image.dtype}")
     check_sizes_positive("image", image)
     return image
-
-
-def _all_finite(*stats: Tensor) -> Tensor:
-    """True where every one of the same-shaped `stats` is finite: x - x is 0 for finite x and NaN
-    for NaN or inf, with no overflow; a sum and a comparison instead of torch.isfinite's four
-    ops per tensor (each a launch on a GPU, a pass over the image for Normalize01's pixels)."""
-    spread = stats[0] - stats[0]
-    for stat in stats[1:]:
-        spread = spread + (stat - stat)
-    return spread == 0
 
 
 def _require_finite(transform: str, finite: Tensor) -> None:
@@ -73,7 +63,7 @@ def _sample_extent(image: Tensor, transform: str | None) -> tuple[Tensor, Tensor
     flat = image.flatten(1)
     lo, hi = flat.amin(1), flat.amax(1)  # NaN propagates into both
     if transform is not None:
-        _require_finite(transform, _all_finite(lo, hi))
+        _require_finite(transform, finite_mask(lo, hi))
     return per_sample(lo, image), per_sample(hi, image)
 
 
@@ -87,7 +77,7 @@ def _sample_percentiles(image: Tensor, fractions: tuple[float, float], check_fin
     float64 for float64, else float32."""
     flat = image.flatten(1)
     if check_finite:
-        _require_finite("Normalize01", _all_finite(flat).all(1))
+        _require_finite("Normalize01", finite_mask(flat).all(1))
     work = flat if flat.dtype == torch.float64 else flat.float()
     ordered = work.sort(dim=1).values if (work.device.type != "cpu" if by_sort is None else by_sort) else None
     last = work.shape[1] - 1
@@ -227,7 +217,7 @@ class RandomContrast(_RandomIntensity):
         factor = self.draw(image, generator)
         mean = image.flatten(1).mean(1)
         if self.check_finite:
-            _require_finite("RandomContrast", _all_finite(mean))
+            _require_finite("RandomContrast", finite_mask(mean))
         mean = per_sample(mean, image)
         return (image - mean).mul_(factor).add_(mean), mask
 
