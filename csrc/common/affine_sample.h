@@ -312,15 +312,6 @@ MEDIMG_HD void sample_point(const T* src, const F* raw, const WarpGeometry& g, b
 
 // Shapes, layouts and devices a warp kernel relies on (host code): coeffs (N, k, k + 1)
 // contiguous, out contiguous like input, everything on input's device.
-inline bool is_contiguous(const TensorView& v) {
-  int64_t expected = 1;
-  for (int d = v.ndim - 1; d >= 0; --d) {
-    if (v.sizes[d] != 1 && v.strides[d] != expected) return false;
-    expected *= v.sizes[d];
-  }
-  return true;
-}
-
 inline bool same_shape(const TensorView& a, const TensorView& b) {
   if (a.ndim != b.ndim) return false;
   for (int d = 0; d < a.ndim; ++d) {

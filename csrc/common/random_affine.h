@@ -169,11 +169,7 @@ inline int check_random_affine_views(const TensorView& uniform, const TensorView
   for (const TensorView* v : {&uniform, &spec, &theta, &coeffs}) {
     MEDIMG_CHECK_ARG(v->dtype == DType::Float64, "random_affine: views must be float64");
     MEDIMG_CHECK_ARG(v->device == theta.device, "random_affine: views must be on one device");
-    int64_t expected = 1;
-    for (int d = v->ndim - 1; d >= 0; --d) {
-      MEDIMG_CHECK_ARG(v->sizes[d] == 1 || v->strides[d] == expected, "random_affine: views must be contiguous");
-      expected *= v->sizes[d];
-    }
+    MEDIMG_CHECK_ARG(is_contiguous(*v), "random_affine: views must be contiguous");
   }
   return k;
 }

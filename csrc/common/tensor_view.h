@@ -73,6 +73,16 @@ inline const char* dtype_name(DType d) {
   return "unknown";
 }
 
+// Row-major contiguous (sizes of 1 may have any stride).
+inline bool is_contiguous(const TensorView& v) {
+  int64_t expected = 1;
+  for (int d = v.ndim - 1; d >= 0; --d) {
+    if (v.sizes[d] != 1 && v.strides[d] != expected) return false;
+    expected *= v.sizes[d];
+  }
+  return true;
+}
+
 inline void check_view(const TensorView& v, const char* name, int ndim) {
   MEDIMG_CHECK_ARG(v.ndim == ndim, std::string(name) + ": expected a " + std::to_string(ndim) +
                                        "-d view, got " + std::to_string(v.ndim) + "-d");
