@@ -120,6 +120,16 @@ def direct_call_allowed(*tensors: Tensor) -> bool:
                and not t._is_zerotensor() for t in tensors)
 
 
+def call_op(op: Callable[..., T], kernels: dict[str, Callable[..., T]], *args: object) -> T:
+    """op(*args), or the kernel registered for the tensors' device (`kernels`, by device type)
+    called directly where direct_call_allowed says nothing would see the difference."""
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    kernel = kernels.get(tensors[0].device.type)
+    if kernel is not None and direct_call_allowed(*tensors):
+        return kernel(*args)
+    return op(*args)
+
+
 def watched() -> bool:
     """Whether more than eager execution sees torch ops now: tracing, a torch-function mode or a
     functorch transform (vmap, grad; their tensors have no storage of their own). Work must then

@@ -14,6 +14,7 @@ from medimg.ops._boundary import (
     FLOAT_DTYPES,
     INTEGER_DTYPES,
     alert_not_deterministic,
+    call_op,
     check_backend,
     check_batch,
     check_same_device,
@@ -21,7 +22,6 @@ from medimg.ops._boundary import (
     check_tensor,
     constant_cache,
     cuda_stream,
-    direct_call_allowed,
     empty_output,
     finite_mask,
     num_threads,
@@ -145,10 +145,8 @@ def _warp(input: Tensor, theta: Tensor, coeffs: Tensor | None, mode: str, paddin
         return _warp(input.view(torch.uint8), theta, coeffs, mode, padding_mode, align_corners).view(torch.bool)
     if coeffs is None:
         return _reference.affine_grid_sample(input, theta, mode, padding_mode, align_corners)
-    kernel = _FORWARD_KERNELS.get(input.device.type)
-    if kernel is not None and direct_call_allowed(input, coeffs):
-        return kernel(input, coeffs, mode, padding_mode, align_corners)
-    return torch.ops.medimg.affine_sample(input, coeffs, mode, padding_mode, align_corners)
+    return call_op(torch.ops.medimg.affine_sample, _FORWARD_KERNELS, input, coeffs, mode, padding_mode,
+                   align_corners)
 
 
 def pixel_coefficients(theta: Tensor, spatial: tuple[int, ...], align_corners: bool) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from medimg import _extension
-from medimg.ops._boundary import cuda_stream, direct_call_allowed, view
+from medimg.ops._boundary import call_op, cuda_stream, view
 
 
 def random_affine_matrices(uniform: Tensor, spec: Tensor, k: int, shear: bool, translate: bool,
@@ -28,11 +28,8 @@ def random_affine_matrices(uniform: Tensor, spec: Tensor, k: int, shear: bool, t
         theta as RandomAffine's Python reference composes it (the same bits but for sin, cos and
         tan), and ``pixel_coefficients(theta)`` with the same bits as that function.
     """
-    args = (uniform.contiguous(), spec.contiguous(), k, shear, translate, round_to_float)
-    kernel = _KERNELS.get(uniform.device.type)
-    if kernel is not None and direct_call_allowed(uniform, spec):
-        return kernel(*args)
-    return torch.ops.medimg.random_affine(*args)
+    return call_op(torch.ops.medimg.random_affine, _KERNELS, uniform.contiguous(), spec.contiguous(), k, shear,
+                   translate, round_to_float)
 
 
 @torch.library.custom_op("medimg::random_affine", mutates_args=())
