@@ -5,6 +5,7 @@
 
 #include <optional>
 
+#include "common/affine_sample.h"
 #include "cuda/launch.h"
 #include "pybind_view.h"
 
@@ -73,4 +74,24 @@ PYBIND11_MODULE(_C_cuda, m) {
       },
       py::arg("uniform"), py::arg("spec"), py::arg("theta"), py::arg("coeffs"), py::arg("shear"),
       py::arg("translate"), py::arg("round_to_float"), py::arg("stream"));
+  // RandomAffine's eager batch in one call: random_affine, then the image warp and (when given)
+  // the labels' nearest warp by its coeffs, all on one stream: one crossing from Python, not three.
+  m.def(
+      "random_affine_warp",
+      [](const TensorView& uniform, const TensorView& spec, const TensorView& theta, const TensorView& coeffs,
+         bool shear, bool translate, bool round_to_float, const TensorView& image, const TensorView& image_out,
+         int32_t interp, std::optional<TensorView> labels, std::optional<TensorView> labels_out, int32_t padding,
+         bool align_corners, uintptr_t stream) {
+        MEDIMG_CHECK_ARG(labels.has_value() == labels_out.has_value(), "random_affine_warp: labels need labels_out");
+        py::gil_scoped_release released;
+        medimg::cuda::random_affine(uniform, spec, theta, coeffs, shear, translate, round_to_float, stream);
+        medimg::cuda::affine_warp(image, coeffs, image_out, interp, padding, align_corners, stream);
+        if (labels) {
+          medimg::cuda::affine_warp(*labels, coeffs, *labels_out, int32_t(medimg::Interp::Nearest), padding,
+                                    align_corners, stream);
+        }
+      },
+      py::arg("uniform"), py::arg("spec"), py::arg("theta"), py::arg("coeffs"), py::arg("shear"),
+      py::arg("translate"), py::arg("round_to_float"), py::arg("image"), py::arg("image_out"), py::arg("interp"),
+      py::arg("labels"), py::arg("labels_out"), py::arg("padding"), py::arg("align_corners"), py::arg("stream"));
 }

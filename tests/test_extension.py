@@ -37,6 +37,27 @@ def test_kernel_argument_errors_are_python_exceptions():
         cpu.seg_stats(view(big), view(big), view(out), 3, None, 1)
 
 
+def test_malformed_views_are_python_exceptions():
+    """The view tuple is read field by field: a wrong type or value names what is wrong."""
+    pred = torch.zeros(2, 1, 4, dtype=torch.uint8)
+    out = torch.zeros(2, 3, 3, dtype=torch.int64)
+    ptr = pred.data_ptr()
+    with pytest.raises(ValueError, match="sizes must be a tuple"):
+        cpu.seg_stats((ptr, 0, [2, 1, 4], (4, 4, 1), -1, pred), view(pred), view(out), 3, None, 1)
+    with pytest.raises(ValueError, match="sizes and strides differ"):
+        cpu.seg_stats((ptr, 0, (2, 1, 4), (4, 1), -1, pred), view(pred), view(out), 3, None, 1)
+    with pytest.raises(ValueError, match="negative size"):
+        cpu.seg_stats((ptr, 0, (2, -1, 4), (4, 4, 1), -1, pred), view(pred), view(out), 3, None, 1)
+    with pytest.raises(ValueError, match="null data pointer"):
+        cpu.seg_stats((0, 0, (2, 1, 4), (4, 4, 1), -1, pred), view(pred), view(out), 3, None, 1)
+    with pytest.raises(TypeError):
+        cpu.seg_stats((ptr, 0, (2, "1", 4), (4, 4, 1), -1, pred), view(pred), view(out), 3, None, 1)
+    with pytest.raises(OverflowError):
+        cpu.seg_stats((ptr, 0, (2, 1, 2**70), (4, 4, 1), -1, pred), view(pred), view(out), 3, None, 1)
+    with pytest.raises(TypeError):  # not a view tuple at all: pybind finds no matching signature
+        cpu.seg_stats((ptr, 0, (2, 1, 4)), view(pred), view(out), 3, None, 1)
+
+
 def test_soft_kernel_rejects_integer_probs():
     probs = torch.zeros(1, 2, 4, dtype=torch.int32)
     labels = torch.zeros(1, 4, dtype=torch.int64)

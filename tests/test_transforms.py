@@ -23,7 +23,7 @@ from medimg import _extension
 from medimg.ops import affine_grid_sample
 from medimg.ops._boundary import view
 from medimg.ops.affine import pixel_coefficients
-from medimg.ops.random_affine import random_affine_matrices
+from medimg.ops.random_affine import fused_warp_allowed, random_affine_matrices
 from medimg.transforms import (
     Compose,
     Normalize01,
@@ -303,8 +303,9 @@ class _CountOps(TorchDispatchMode):
 @pytest.mark.parametrize("spatial", [(17, 23), (7, 9, 11)], ids=str)
 def test_affine_call_launches_five_kernels(spatial):
     """On a GPU each torch op is a kernel launch, and for batches like 32 x 1x256^2 the launches,
-    not the pixels, set the time: a RandomAffine call is the draw, the matrices, theta's cast and
-    one warp each for the image and the mask (the composition in torch ops took 57)."""
+    not the pixels, set the time: seen by a dispatch mode (as tracing sees it), a RandomAffine
+    call is the draw, the matrices, theta's cast and one warp each for the image and the mask
+    (the composition in torch ops took 57). Eagerly the last four are one call (next test)."""
     t = RandomAffine(**AFFINE_KWARGS, dflip_p=0.5)
     image = torch.rand(3, 1, *spatial, generator=seeded(33))
     mask = random_mask((3, *spatial), torch.uint8, 34)
@@ -313,6 +314,103 @@ def test_affine_call_launches_five_kernels(spatial):
     assert sorted(counted.ops) == sorted(["aten.rand.generator", "medimg.random_affine.default",
                                           "aten._to_copy.default", "medimg.affine_sample.default",
                                           "medimg.affine_sample.default"]), counted.ops
+
+
+class _CountingModule:
+    """A compiled module whose calls are counted by name."""
+
+    def __init__(self, module) -> None:
+        self.module, self.calls = module, []
+
+    def __getattr__(self, name: str):
+        function = getattr(self.module, name)
+        if not callable(function):
+            return function
+
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            return function(*args, **kwargs)
+
+        return counted
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("with_mask", [False, True], ids=["image", "image+mask"])
+def test_affine_eager_call_is_one_kernel_call(with_mask, monkeypatch):
+    """A plain eager batch crosses into the compiled module once: matrices, image warp and mask
+    warp in one call (random_affine_warp), where the ops take three."""
+    counting = _CountingModule(_extension.cpu)
+    monkeypatch.setattr(_extension, "cpu", counting)
+    image = torch.rand(3, 1, 17, 23, generator=seeded(36))
+    mask = random_mask((3, 17, 23), torch.int64, 37) if with_mask else None
+    RandomAffine(**AFFINE_KWARGS)(image, mask, generator=seeded(38))
+    assert [c for c in counting.calls if c != "populate_pages"] == ["random_affine_warp"]
+
+
+class _Watching(torch.overrides.TorchFunctionMode):
+    """A mode that changes nothing but makes every op go through torch's dispatcher."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize(("spatial", "image_dtype", "mask_dtype"), [
+    ((17, 23), torch.float32, torch.int64), ((17, 23), torch.float64, torch.bool),
+    ((17, 23), torch.float32, None), ((6, 7, 9), torch.float32, torch.uint8), ((6, 7, 9), torch.float64, torch.int16),
+], ids=str)
+def test_affine_one_call_equals_the_ops(spatial, image_dtype, mask_dtype, mode, padding_mode, align_corners,
+                                        device):
+    """The eager single call (random_affine_warp) and the ops one at a time (what a mode, tracing
+    or autograd gets) give the same bits for every option."""
+    t = RandomAffine(**AFFINE_KWARGS, dflip_p=0.5, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
+    image = torch.rand(3, 2, *spatial, generator=seeded(39), dtype=image_dtype).to(device)
+    mask = None if mask_dtype is None else random_mask((3, *spatial), mask_dtype, 40).to(device)
+    if device.type == "cpu" and _extension.cpu is not None:
+        assert fused_warp_allowed(image, None if mask is None else mask[:, None], mode,
+                                                   padding_mode, align_corners, "auto")
+    fused = t(image, mask, generator=seeded(41, device))
+    with _Watching():
+        ops = t(image, mask, generator=seeded(41, device))
+    for a, b in zip(fused, ops, strict=True):
+        assert (a is None and b is None) or (a.dtype == b.dtype and torch.equal(a, b))
+
+
+@needs_cpu_kernels
+def test_affine_one_call_only_where_nothing_would_see_it():
+    """random_affine_warp skips autograd and torch's dispatcher: it is taken only for plain
+    tensors that need no gradient, in dtypes the kernels take, with the compiled backend."""
+    allowed = fused_warp_allowed
+    image, mask = torch.rand(2, 1, 8, 9), torch.zeros(2, 1, 8, 9, dtype=torch.int64)
+    assert allowed(image, mask, "bilinear", "zeros", False, "auto")
+    assert allowed(image, mask, "bilinear", "zeros", False, "medimg")
+    assert not allowed(image, mask, "bilinear", "zeros", False, "torch")
+    assert not allowed(image.requires_grad_(), mask, "bilinear", "zeros", False, "auto")
+    with torch.no_grad():
+        assert allowed(image, mask, "bilinear", "zeros", False, "auto")
+    image = image.detach()
+    assert not allowed(image.half(), mask, "bilinear", "zeros", False, "auto")  # the CPU kernel has no float16
+    assert not allowed(image, mask.float().half(), "bilinear", "zeros", False, "auto")
+    assert not allowed(mask, None, "bilinear", "zeros", False, "auto")  # labels need nearest: the op raises
+    assert not allowed(image, mask.to("meta"), "bilinear", "zeros", False, "auto")
+    with _Watching():
+        assert not allowed(image, mask, "bilinear", "zeros", False, "auto")
+    with pytest.raises(ValueError, match="padding_mode"):
+        allowed(image, mask, "bilinear", "wrap", False, "auto")
+
+
+@needs_cpu_kernels
+def test_affine_gradients_through_the_ops():
+    """An image that needs a gradient takes the ops, whose autograd reaches it."""
+    image = torch.rand(2, 1, 9, 10, generator=seeded(42), requires_grad=True)
+    out, _ = RandomAffine(**AFFINE_KWARGS)(image, generator=seeded(43))
+    out.sum().backward()
+    theta = RandomAffine(**AFFINE_KWARGS).sample_theta(2, (9, 10), CPU, seeded(43)).float()
+    leaf = image.detach().requires_grad_()
+    affine_grid_sample(leaf, theta).sum().backward()
+    assert image.grad is not None and torch.equal(image.grad, leaf.grad)
 
 
 @needs_cpu_kernels

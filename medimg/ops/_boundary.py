@@ -46,7 +46,7 @@ def view(t: Tensor) -> ViewTuple:
     as the kernel call that receives it, so ``view(x.contiguous())`` is safe.
     """
     device = -1 if t.device.type == "cpu" else t.device.index
-    return (t.data_ptr(), _DTYPE_CODES[t.dtype], tuple(t.shape), tuple(t.stride()), device, t)
+    return (t.data_ptr(), _DTYPE_CODES[t.dtype], t.shape, t.stride(), device, t)  # torch.Size is a tuple
 
 
 # glibc serves larger buffers with a fresh mmap on every call; smaller ones come back from its

@@ -35,7 +35,7 @@ PADDING_MODES = {"zeros": 0, "border": 1, "reflection": 2}
 _MAX_PLANE_OFFSET = 2**31 - 1
 # What the compiled forward kernels take per device (bool masks travel as uint8); with
 # backend="auto", other dtypes (float16/bfloat16 on the CPU) take the torch reference.
-_KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64, *INTEGER_DTYPES),
+KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64, *INTEGER_DTYPES),
                   "cuda": (*FLOAT_DTYPES, *INTEGER_DTYPES)}
 
 
@@ -107,7 +107,7 @@ def _pick_backend(backend: str, *inputs: Tensor) -> str:
     """`backend`, with "auto" resolved to "torch" where a compiled kernel lacks an input's dtype."""
     if backend != "auto":
         return check_backend(backend)
-    supported = _KERNEL_DTYPES.get(inputs[0].device.type, ())
+    supported = KERNEL_DTYPES.get(inputs[0].device.type, ())
     for t in inputs:
         if t.dtype not in supported and t.dtype != torch.bool:  # bool travels as uint8
             return "torch"
@@ -285,14 +285,20 @@ def _(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners
     return input.new_empty(input.shape)
 
 
+def plane_offsets_fit(input: Tensor) -> bool:
+    """Whether the kernels can address every element of a channel plane of `input` (N, C,
+    *spatial) with an int32 offset."""
+    offset = 0
+    for size, stride in zip(input.shape[2:], input.stride()[2:], strict=True):
+        offset += (size - 1) * stride
+    return offset <= _MAX_PLANE_OFFSET
+
+
 def _plane_addressable(input: Tensor) -> Tensor:
     """Input whose channel planes the kernels can address with int32 offsets."""
-    def max_offset(t: Tensor) -> int:
-        return sum((size - 1) * stride for size, stride in zip(t.shape[2:], t.stride()[2:], strict=True))
-
-    if max_offset(input) > _MAX_PLANE_OFFSET:
+    if not plane_offsets_fit(input):
         input = input.contiguous()
-        if max_offset(input) > _MAX_PLANE_OFFSET:
+        if not plane_offsets_fit(input):
             raise ValueError(f"input: one channel plane of {tuple(input.shape[2:])} exceeds 2^31 elements")
     return input
 
@@ -306,7 +312,7 @@ def _check_kernel_dtype(input: Tensor, supported: tuple[torch.dtype, ...], where
 @_affine_sample_op.register_kernel("cpu")
 def _affine_sample_cpu(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
     module = _extension.require(_extension.cpu, _extension.cpu_error, "affine_grid_sample on the CPU")
-    _check_kernel_dtype(input, _KERNEL_DTYPES["cpu"], "CPU")
+    _check_kernel_dtype(input, KERNEL_DTYPES["cpu"], "CPU")
     _check_coeffs(input, coeffs)
     input = _plane_addressable(input)
     out = empty_output(input.shape, input.dtype)
@@ -318,7 +324,7 @@ def _affine_sample_cpu(input: Tensor, coeffs: Tensor, mode: str, padding_mode: s
 @_affine_sample_op.register_kernel("cuda")
 def _affine_sample_cuda(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
     module = _extension.require(_extension.cuda, _extension.cuda_error, "affine_grid_sample on CUDA")
-    _check_kernel_dtype(input, _KERNEL_DTYPES["cuda"], "CUDA")
+    _check_kernel_dtype(input, KERNEL_DTYPES["cuda"], "CUDA")
     _check_coeffs(input, coeffs)
     input = _plane_addressable(input)
     out = torch.empty(input.shape, dtype=input.dtype, device=input.device)

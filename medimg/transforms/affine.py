@@ -14,7 +14,7 @@ from torch import Tensor
 from medimg.ops._arrays import Array, numpy_allowed, ordered_matmul
 from medimg.ops._boundary import check_backend, check_sizes_positive, check_tensor, constant_cache, use_compiled
 from medimg.ops.affine import check_options, coefficient_constants, warp_image_and_labels
-from medimg.ops.random_affine import random_affine_matrices
+from medimg.ops.random_affine import fused_warp_allowed, random_affine_matrices, random_affine_warp
 from medimg.transforms._sampling import as_range, check_generator, check_image, check_probability, is_number
 
 _MIN_ZOOM = 1e-6
@@ -93,12 +93,17 @@ class RandomAffine:
         check_generator(generator, image.device)
         spatial = tuple(image.shape[2:])
         mask_view = None if mask is None else self._mask_as_batch(mask, image)
-        dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
-        theta, coeffs = self._draw(image.shape[0], spatial, image.device, generator, dtype)
-        # The matrices are finite by construction: no check (on CUDA, no device sync).
-        warped, warped_mask = warp_image_and_labels(image, mask_view, theta.to(dtype), self.mode, self.padding_mode,
-                                                    self.align_corners, self.backend, theta_is_finite=True,
-                                                    coeffs=coeffs)
+        if fused_warp_allowed(image, mask_view, self.mode, self.padding_mode, self.align_corners, self.backend):
+            uniform, spec, shear, translate = self._kernel_draws(image.shape[0], spatial, image.device, generator)
+            warped, warped_mask = random_affine_warp(uniform, spec, len(spatial), shear, translate, image, mask_view,
+                                                     self.mode, self.padding_mode, self.align_corners)
+        else:
+            dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
+            theta, coeffs = self._draw(image.shape[0], spatial, image.device, generator, dtype)
+            # The matrices are finite by construction: no check (on CUDA, no device sync).
+            warped, warped_mask = warp_image_and_labels(image, mask_view, theta.to(dtype), self.mode,
+                                                        self.padding_mode, self.align_corners, self.backend,
+                                                        theta_is_finite=True, coeffs=coeffs)
         return warped, None if mask is None else warped_mask.view(mask.shape)
 
     @staticmethod
@@ -140,20 +145,25 @@ class RandomAffine:
         device = torch.device(device)
         if device.type == "cuda" and device.index is None:  # the cache keys on the GPU itself
             device = torch.device("cuda", torch.cuda.current_device())
-        spec = self._draw_spec(k)
-        compiled = use_compiled(self.backend, device)
-        if compiled:  # the kernel reads _kernel_spec; the layout gives the columns and options
-            layout = _draw_layout(spec, tuple(spatial), self.align_corners, torch.device("cpu"), np)
-        else:
-            xp = np if numpy_allowed(device) else torch
-            layout = _draw_layout(spec, tuple(spatial), self.align_corners, device, xp)
+        if use_compiled(self.backend, device):
+            uniform, spec, shear, translate = self._kernel_draws(n, tuple(spatial), device, generator)
+            return random_affine_matrices(uniform, spec, k, shear, translate, theta_dtype != torch.float64)
+        xp = np if numpy_allowed(device) else torch
+        layout = _draw_layout(self._draw_spec(k), tuple(spatial), self.align_corners, device, xp)
         uniform = torch.rand(n, len(layout.low), device=device, generator=generator, dtype=torch.float64)
-        if compiled:
-            return random_affine_matrices(uniform, _kernel_spec(spec, tuple(spatial), self.align_corners, device), k,
-                                          layout.shear is not None, layout.translate is not None,
-                                          theta_dtype != torch.float64)
         theta = _compose_theta(uniform.numpy() if xp is np else uniform, layout, xp)
         return (torch.from_numpy(theta) if xp is np else theta), None
+
+    def _kernel_draws(self, n: int, spatial: tuple[int, ...], device: torch.device,
+                      generator: torch.Generator | None) -> tuple[Tensor, Tensor, bool, bool]:
+        """The batch's uniform draws (N, columns) float64 on `device`, and what the kernel
+        (medimg.ops.random_affine) reads with them: _kernel_spec on `device`, and whether the
+        shear and translation columns are drawn."""
+        spec = self._draw_spec(len(spatial))
+        layout = _draw_layout(spec, spatial, self.align_corners, torch.device("cpu"), np)  # the columns
+        uniform = torch.rand(n, len(layout.low), device=device, generator=generator, dtype=torch.float64)
+        return (uniform, _kernel_spec(spec, spatial, self.align_corners, device), layout.shear is not None,
+                layout.translate is not None)
 
     def _draw_spec(self, k: int) -> tuple:
         """The parameters that shape sample_theta's draws for k spatial dims, hashable."""
