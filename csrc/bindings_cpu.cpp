@@ -15,6 +15,7 @@
 
 #include "common/affine_sample.h"
 #include "cpu/kernels.h"
+#include "cpu/pixel_coefficients.h"
 #include "cpu/random_affine.h"
 #include "pybind_view.h"
 
@@ -65,6 +66,27 @@ void random_affine(const TensorView& uniform, const TensorView& spec, const Tens
                    const TensorView& coeffs, bool shear, bool translate, bool round_to_float) {
   py::gil_scoped_release released;
   medimg::cpu::random_affine(uniform, spec, theta, coeffs, shear, translate, round_to_float);
+}
+
+// affine_grid_sample's eager path in one call: the pixel coefficients of theta (on the stack
+// or the heap here: a few numbers per sample), then the warp. Returns false, warping nothing,
+// when check_finite and a coefficient is not finite (theta holds NaN/inf or overflows).
+bool affine_warp_theta(const TensorView& input, const TensorView& theta, const TensorView& constants,
+                       const TensorView& out, int32_t interp, int32_t padding, bool align_corners, bool check_finite,
+                       int num_threads) {
+  py::gil_scoped_release released;
+  const int64_t n = theta.ndim == 3 ? theta.sizes[0] : 0, k = theta.ndim == 3 ? theta.sizes[1] : 0;
+  std::vector<double> buffer(size_t(n * k * (k + 1)));
+  const bool finite = medimg::cpu::pixel_coefficients(theta, constants, buffer.data());
+  if (check_finite && !finite) return false;
+  TensorView coeffs;
+  coeffs.data = buffer.data();
+  coeffs.dtype = medimg::DType::Float64;
+  coeffs.ndim = 3;
+  coeffs.sizes[0] = n, coeffs.sizes[1] = k, coeffs.sizes[2] = k + 1;
+  coeffs.strides[0] = k * (k + 1), coeffs.strides[1] = k + 1, coeffs.strides[2] = 1;
+  medimg::cpu::active_kernels().affine_warp(input, coeffs, out, interp, padding, align_corners, num_threads);
+  return true;
 }
 
 // RandomAffine's eager batch in one call: its matrices, then the image warp and (when given)
@@ -175,6 +197,11 @@ PYBIND11_MODULE(_C, m) {
   m.def("random_affine", &random_affine, py::arg("uniform"), py::arg("spec"), py::arg("theta"), py::arg("coeffs"),
         py::arg("shear"), py::arg("translate"), py::arg("round_to_float"),
         "Fill theta and coeffs (N, k, k + 1) with RandomAffine's matrices for the uniform draws.");
+  m.def("affine_warp_theta", &affine_warp_theta, py::arg("input"), py::arg("theta"), py::arg("constants"),
+        py::arg("out"), py::arg("interp"), py::arg("padding"), py::arg("align_corners"), py::arg("check_finite"),
+        py::arg("num_threads"),
+        "pixel_coefficients of theta, then affine_warp into out; false (nothing warped) when check_finite and "
+        "a coefficient is not finite.");
   m.def("random_affine_warp", &random_affine_warp, py::arg("uniform"), py::arg("spec"), py::arg("theta"),
         py::arg("coeffs"), py::arg("shear"), py::arg("translate"), py::arg("round_to_float"), py::arg("image"),
         py::arg("image_out"), py::arg("interp"), py::arg("labels"), py::arg("labels_out"), py::arg("padding"),

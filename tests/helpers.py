@@ -57,3 +57,28 @@ def layouts(draw, ndim: int) -> tuple[str, tuple[int, ...], int]:
     perm = tuple(draw(st.permutations(range(ndim)))) if name == "permuted" else ()
     dim = draw(st.integers(0, ndim - 1)) if name == "expanded" else 0
     return name, perm, dim
+
+
+class CountingModule:
+    """A compiled module whose calls are counted by name."""
+
+    def __init__(self, module) -> None:
+        self.module, self.calls = module, []
+
+    def __getattr__(self, name: str):
+        function = getattr(self.module, name)
+        if not callable(function):
+            return function
+
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            return function(*args, **kwargs)
+
+        return counted
+
+
+class Watching(torch.overrides.TorchFunctionMode):
+    """A mode that changes nothing but makes every op go through torch's dispatcher."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))

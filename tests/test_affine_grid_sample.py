@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import needs_cpu_kernels
+from helpers import CountingModule, Watching, needs_cpu_kernels
 from torch import Tensor
 
 from medimg import _extension
@@ -1275,6 +1275,57 @@ def test_direct_kernel_calls_keep_autograd_and_vmap():
         return warp_image_and_labels(x[None], None, t[None], "bilinear", "zeros", False, theta_is_finite=True)[0][0]
 
     torch.testing.assert_close(torch.func.vmap(one)(image, theta), eager, rtol=0, atol=1e-12)
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize(("shape", "dtype", "mode", "theta_dtype", "theta_layout"), [
+    ((3, 2, 9, 11), torch.float32, "bilinear", torch.float32, "contiguous"),
+    ((3, 2, 9, 11), torch.float64, "bilinear", torch.float64, "transposed"),
+    ((3, 1, 9, 11), torch.float32, "nearest", torch.float64, "contiguous"),
+    ((3, 1, 9, 11), torch.int64, "nearest", torch.float32, "transposed"),
+    ((3, 1, 9, 11), torch.bool, "nearest", torch.float32, "contiguous"),
+    ((2, 2, 5, 6, 7), torch.float32, "bilinear", torch.float32, "transposed"),
+    ((2, 1, 5, 6, 7), torch.uint8, "nearest", torch.float64, "contiguous"),
+], ids=str)
+def test_one_call_equals_the_op(shape, dtype, mode, theta_dtype, theta_layout, padding_mode, align_corners):
+    """A plain eager CPU call takes one call into the module (coefficients and warp); under a mode
+    the op runs as torch's dispatcher sees it. Both give the same bits, for every option, theta
+    dtype and theta stride."""
+    gen = torch.Generator().manual_seed(15)
+    k = len(shape) - 2
+    image = (torch.rand(shape, generator=gen) * 5).to(dtype)
+    theta = random_theta(shape[0], k, "zoom_out", gen, theta_dtype)
+    if theta_layout == "transposed":
+        theta = theta.transpose(1, 2).contiguous().transpose(1, 2)
+    counting = CountingModule(_extension.cpu)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_extension, "cpu", counting)
+        one_call = affine_grid_sample(image, theta, mode, padding_mode, align_corners)
+    assert [c for c in counting.calls if c != "populate_pages"] == ["affine_warp_theta"]
+    with Watching():
+        through_op = affine_grid_sample(image, theta, mode, padding_mode, align_corners)
+    assert one_call.dtype == through_op.dtype == dtype and torch.equal(one_call, through_op)
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e308])
+def test_one_call_checks_theta_as_the_op(bad):
+    """The one-call path refuses what the op refuses, with its messages, and warps nothing of an
+    unchecked non-finite theta that the op would not."""
+    image = torch.rand(2, 1, 6, 7)
+    theta = torch.eye(2, 3, dtype=torch.float64).repeat(2, 1, 1)
+    theta[1, 0, 1] = bad
+    message = "values so large" if math.isfinite(bad) else "holds NaN or infinite"
+    with pytest.raises(ValueError, match=f"^theta: {message}"):
+        affine_grid_sample(image, theta)
+    with Watching(), pytest.raises(ValueError, match=f"^theta: {message}"):
+        affine_grid_sample(image, theta)
+    unchecked = affine_grid_sample(image, theta, check_finite=False)
+    with Watching():
+        torch.testing.assert_close(unchecked, affine_grid_sample(image, theta, check_finite=False), rtol=0, atol=0,
+                                   equal_nan=True)
 
 
 def test_finite_or_raise_opcheck():

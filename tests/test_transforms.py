@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import needs_cpu_kernels
+from helpers import CountingModule, Watching, needs_cpu_kernels
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, Dataset
@@ -316,42 +316,17 @@ def test_affine_call_launches_five_kernels(spatial):
                                           "medimg.affine_sample.default"]), counted.ops
 
 
-class _CountingModule:
-    """A compiled module whose calls are counted by name."""
-
-    def __init__(self, module) -> None:
-        self.module, self.calls = module, []
-
-    def __getattr__(self, name: str):
-        function = getattr(self.module, name)
-        if not callable(function):
-            return function
-
-        def counted(*args, **kwargs):
-            self.calls.append(name)
-            return function(*args, **kwargs)
-
-        return counted
-
-
 @needs_cpu_kernels
 @pytest.mark.parametrize("with_mask", [False, True], ids=["image", "image+mask"])
 def test_affine_eager_call_is_one_kernel_call(with_mask, monkeypatch):
     """A plain eager batch crosses into the compiled module once: matrices, image warp and mask
     warp in one call (random_affine_warp), where the ops take three."""
-    counting = _CountingModule(_extension.cpu)
+    counting = CountingModule(_extension.cpu)
     monkeypatch.setattr(_extension, "cpu", counting)
     image = torch.rand(3, 1, 17, 23, generator=seeded(36))
     mask = random_mask((3, 17, 23), torch.int64, 37) if with_mask else None
     RandomAffine(**AFFINE_KWARGS)(image, mask, generator=seeded(38))
     assert [c for c in counting.calls if c != "populate_pages"] == ["random_affine_warp"]
-
-
-class _Watching(torch.overrides.TorchFunctionMode):
-    """A mode that changes nothing but makes every op go through torch's dispatcher."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize("align_corners", [False, True])
@@ -372,7 +347,7 @@ def test_affine_one_call_equals_the_ops(spatial, image_dtype, mask_dtype, mode, 
         assert fused_warp_allowed(image, None if mask is None else mask[:, None], mode,
                                                    padding_mode, align_corners, "auto")
     fused = t(image, mask, generator=seeded(41, device))
-    with _Watching():
+    with Watching():
         ops = t(image, mask, generator=seeded(41, device))
     for a, b in zip(fused, ops, strict=True):
         assert (a is None and b is None) or (a.dtype == b.dtype and torch.equal(a, b))
@@ -395,7 +370,7 @@ def test_affine_one_call_only_where_nothing_would_see_it():
     assert not allowed(image, mask.float().half(), "bilinear", "zeros", False, "auto")
     assert not allowed(mask, None, "bilinear", "zeros", False, "auto")  # labels need nearest: the op raises
     assert not allowed(image, mask.to("meta"), "bilinear", "zeros", False, "auto")
-    with _Watching():
+    with Watching():
         assert not allowed(image, mask, "bilinear", "zeros", False, "auto")
     with pytest.raises(ValueError, match="padding_mode"):
         allowed(image, mask, "bilinear", "wrap", False, "auto")

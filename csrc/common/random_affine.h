@@ -18,25 +18,10 @@
 #include <cstdint>
 
 #include "common/macros.h"
+#include "common/pixel_coefficients.h"
 #include "common/tensor_view.h"
 
 namespace medimg {
-
-MEDIMG_HD double mul_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-
-MEDIMG_HD double add_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
 
 MEDIMG_HD int random_affine_columns(int k, bool shear, bool translate) {
   return k + 2 + (k == 2 ? 1 : 3) + (shear ? 1 : 0) + (translate ? k : 0);
@@ -133,19 +118,9 @@ MEDIMG_HD void random_affine_sample(const double* uniform, const double* spec, b
     }
   }
 
-  for (int r = 0; r < K; ++r) {  // pixel_coefficients: row r of theta times its constants, plus offsets
-    const double* constants = fold + r * (K + 2) * (K + 1);
-    double row[K + 1];
-    for (int j = 0; j <= K; ++j) {
-      const double value = theta[r * (K + 1) + j];
-      row[j] = round_to_float ? double(float(value)) : value;
-    }
-    for (int a = 0; a <= K; ++a) {
-      double sum = mul_rn(row[0], constants[a]);
-      for (int j = 1; j <= K; ++j) sum = add_rn(sum, mul_rn(row[j], constants[j * (K + 1) + a]));
-      coeffs[r * (K + 1) + a] = add_rn(sum, constants[(K + 1) * (K + 1) + a]);
-    }
-  }
+  double rounded[K * (K + 1)];  // pixel_coefficients of theta as the warp gets it
+  for (int i = 0; i < K * (K + 1); ++i) rounded[i] = round_to_float ? double(float(theta[i])) : theta[i];
+  fold_theta<K>(rounded, fold, coeffs);
 }
 
 // The op's views, checked on the host before either backend runs: uniform (N, columns),

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from medimg import _extension
 from medimg.ops._boundary import call_op, cuda_stream, direct_call_allowed, empty_output, num_threads, view
-from medimg.ops.affine import KERNEL_DTYPES, MODES, PADDING_MODES, check_options, plane_offsets_fit
+from medimg.ops.affine import KERNEL_DTYPES, MODES, PADDING_MODES, as_codes, check_options, plane_offsets_fit
 
 
 def random_affine_matrices(uniform: Tensor, spec: Tensor, k: int, shear: bool, translate: bool,
@@ -120,7 +120,7 @@ def random_affine_warp(uniform: Tensor, spec: Tensor, k: int, shear: bool, trans
     device = image.device
     image_out = empty_output(image.shape, image.dtype, device)
     labels_out = None if labels is None else empty_output(labels.shape, labels.dtype, device)
-    label_views = (None, None) if labels is None else (view(_as_codes(labels)), view(_as_codes(labels_out)))
+    label_views = (None, None) if labels is None else (view(as_codes(labels)), view(as_codes(labels_out)))
     args = (view(uniform.contiguous()), view(spec.contiguous()), view(theta), view(coeffs), shear, translate,
             image.dtype != torch.float64, view(image), view(image_out), MODES[mode], *label_views,
             PADDING_MODES[padding_mode], align_corners)
@@ -130,7 +130,3 @@ def random_affine_warp(uniform: Tensor, spec: Tensor, k: int, shear: bool, trans
         _extension.cuda.random_affine_warp(*args, cuda_stream(device))
     return image_out, labels_out
 
-
-def _as_codes(labels: Tensor) -> Tensor:
-    """Labels as the kernels read them: bool as uint8 (the same bytes)."""
-    return labels.view(torch.uint8) if labels.dtype == torch.bool else labels

@@ -1,0 +1,46 @@
+// pixel_coefficients (medimg/ops/affine.py) for one sample, shared by the CPU and CUDA kernels:
+// theta (F.affine_grid's convention) folded with affine_grid's base grid and grid_sample's
+// unnormalisation into M, input pixel coordinate = M · (w, h[, d], 1).
+//
+// The Python formula's operations in its order, each product and sum rounded on its own (no
+// fused multiply-add), so the same bits: on the host, files that include this header are
+// compiled with -ffp-contract=off; on the device, mul_rn and add_rn round explicitly.
+#pragma once
+
+#include "common/macros.h"
+
+namespace medimg {
+
+MEDIMG_HD double mul_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+MEDIMG_HD double add_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+// coeffs (K x (K + 1), row-major) of one sample's theta (K x (K + 1), row-major, float64) and
+// the constants (K x (K + 2) x (K + 1), coefficient_constants in medimg/ops/affine.py): row r
+// of M is row r of theta times constants[r][0 .. K], plus constants[r][K + 1].
+template <int K>
+MEDIMG_HD void fold_theta(const double* theta, const double* constants, double* coeffs) {
+  for (int r = 0; r < K; ++r) {
+    const double* c = constants + r * (K + 2) * (K + 1);
+    const double* row = theta + r * (K + 1);
+    for (int a = 0; a <= K; ++a) {
+      double sum = mul_rn(row[0], c[a]);
+      for (int j = 1; j <= K; ++j) sum = add_rn(sum, mul_rn(row[j], c[j * (K + 1) + a]));
+      coeffs[r * (K + 1) + a] = add_rn(sum, c[(K + 1) * (K + 1) + a]);
+    }
+  }
+}
+
+}  // namespace medimg
