@@ -1264,6 +1264,7 @@ def test_negative_bit_views_warp_their_values():
 
 
 @needs_cpu_kernels
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # vmap of affine_grid
 def test_direct_kernel_calls_keep_autograd_and_vmap():
     image = torch.rand(3, 1, 9, 11, dtype=torch.float64)
     theta = torch.eye(2, 3, dtype=torch.float64).repeat(3, 1, 1) + 0.1 * torch.rand(3, 2, 3, dtype=torch.float64)
@@ -1326,6 +1327,30 @@ def test_one_call_checks_theta_as_the_op(bad):
     with Watching():
         torch.testing.assert_close(unchecked, affine_grid_sample(image, theta, check_finite=False), rtol=0, atol=0,
                                    equal_nan=True)
+
+
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # vmap of affine_grid
+@pytest.mark.parametrize("spatial", [(8, 9), (4, 5, 6)], ids=str)
+def test_torch_func_transforms_take_the_reference(spatial):
+    """torch.func.grad and jacrev cannot differentiate a torch.library custom op (pytorch#168393):
+    under them "auto" takes the F.affine_grid + F.grid_sample reference, so they give its
+    gradients; vmap batches it (its finiteness check cannot run there, and says so)."""
+    gen = torch.Generator().manual_seed(16)
+    k = len(spatial)
+    image = torch.rand(2, 1, *spatial, generator=gen, dtype=torch.float64)
+    theta = random_theta(2, k, "mild", gen)
+
+    def reference(x: Tensor, t: Tensor) -> Tensor:
+        return F.grid_sample(x, F.affine_grid(t, list(x.shape), align_corners=False), align_corners=False)
+
+    grad_theta = torch.func.grad(lambda t: affine_grid_sample(image, t).square().sum())(theta)
+    assert torch.equal(grad_theta, torch.func.grad(lambda t: reference(image, t).square().sum())(theta))
+    jacobian = torch.func.jacrev(lambda x: affine_grid_sample(x, theta).sum(dim=(1, 2, 3)))(image)
+    assert torch.equal(jacobian, torch.func.jacrev(lambda x: reference(x, theta).sum(dim=(1, 2, 3)))(image))
+    batched = torch.func.vmap(lambda x, t: affine_grid_sample(x[None], t[None], check_finite=False)[0])(image, theta)
+    torch.testing.assert_close(batched, affine_grid_sample(image, theta), rtol=0, atol=1e-12)
+    with pytest.raises(RuntimeError, match="check_finite=False"):
+        torch.func.vmap(lambda x, t: affine_grid_sample(x[None], t[None])[0])(image, theta)
 
 
 def test_finite_or_raise_opcheck():

@@ -56,7 +56,9 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
         align_corners: as ``F.affine_grid``/``F.grid_sample``: -1 and 1 are the centres of
             the corner pixels (True) or their outer edges (False).
         backend: "auto" | "medimg" | "torch" (the F.affine_grid + F.grid_sample reference).
-            "auto" takes the reference for a dtype the kernel lacks (float16/bfloat16 on the CPU).
+            "auto" takes the reference for a dtype the kernel lacks (float16/bfloat16 on the CPU)
+            and inside torch.func transforms (grad, jacrev, vmap), which cannot differentiate
+            through a torch.library custom op.
         check_finite: raise a ValueError if theta holds NaN or inf (or overflows the kernel's
             float64 matrix). On CUDA the check waits for the stream; False skips it, and a
             non-finite theta then gives NaN (bilinear) or padding values, never a read outside
@@ -140,9 +142,14 @@ def warp_image_and_labels(image: Tensor, labels: Tensor | None, theta: Tensor, m
 
 
 def _pick_backend(backend: str, *inputs: Tensor) -> str:
-    """`backend`, with "auto" resolved to "torch" where a compiled kernel lacks an input's dtype."""
+    """`backend`, with "auto" resolved to "torch" where a compiled kernel lacks an input's dtype,
+    and under torch.func transforms (grad, jacrev, vmap, ...): the autograd that custom ops get
+    from torch.library is not a function those transforms can differentiate (pytorch#168393),
+    and the reference is batched by vmap natively."""
     if backend != "auto":
         return check_backend(backend)
+    if torch._C._are_functorch_transforms_active():
+        return "torch"
     supported = KERNEL_DTYPES.get(inputs[0].device.type, ())
     for t in inputs:
         if t.dtype not in supported and t.dtype != torch.bool:  # bool travels as uint8
@@ -161,7 +168,11 @@ def _kernel_coefficients(input: Tensor, theta: Tensor, align_corners: bool, back
         if check_finite:
             if tracing():
                 return torch.ops.medimg.finite_or_raise(theta, _NON_FINITE_THETA), None
-            _check_finite_theta(theta)
+            try:
+                _check_finite_theta(theta)
+            except RuntimeError as error:  # vmap refuses the check's data-dependent branch
+                raise RuntimeError("theta: the finiteness check cannot run under torch.func.vmap (it branches on "
+                                   "theta's values); pass check_finite=False") from error
         return theta, None
     coeffs = pixel_coefficients(theta, tuple(input.shape[2:]), align_corners)
     if check_finite:
