@@ -15,6 +15,7 @@
 
 #include "common/affine_sample.h"
 #include "cpu/kernels.h"
+#include "cpu/order_statistics.h"
 #include "cpu/pixel_coefficients.h"
 #include "cpu/random_affine.h"
 #include "pybind_view.h"
@@ -106,6 +107,12 @@ void random_affine_warp(const TensorView& uniform, const TensorView& spec, const
     kernels.affine_warp(*labels, coeffs, *labels_out, int32_t(medimg::Interp::Nearest), padding, align_corners,
                         num_threads);
   }
+}
+
+void order_statistics(const TensorView& values, const std::vector<int64_t>& ks, const TensorView& indices,
+                      int num_threads) {
+  py::gil_scoped_release released;
+  medimg::cpu::order_statistics(values, ks.data(), int64_t(ks.size()), indices, num_threads);
 }
 
 medimg::cpu::ConvGeometry conv_geometry(const std::vector<int64_t>& stride, const std::vector<int64_t>& pad,
@@ -207,6 +214,9 @@ PYBIND11_MODULE(_C, m) {
         py::arg("image_out"), py::arg("interp"), py::arg("labels"), py::arg("labels_out"), py::arg("padding"),
         py::arg("align_corners"), py::arg("num_threads"),
         "random_affine, then image -> image_out (interp) and labels -> labels_out (nearest) by its coeffs.");
+  m.def("order_statistics", &order_statistics, py::arg("values"), py::arg("ks"), py::arg("indices"),
+        py::arg("num_threads"),
+        "indices (N, K) int64: per row of values (N, L), where its ks[j]-th smallest value lies (NaN last).");
   m.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("out"),
         py::arg("stride"), py::arg("pad"), py::arg("dilation"), py::arg("groups"), py::arg("relu"),
         py::arg("num_threads"),

@@ -745,7 +745,7 @@ def test_statistics_unchecked_on_request(make):
     assert not torch.isnan(out[[0, 2]]).any() and out.shape == image.shape
 
 
-@pytest.mark.parametrize("by_sort", [False, True], ids=["kthvalue (CPU)", "sort (CUDA)"])
+@pytest.mark.parametrize("by_sort", [False, True], ids=["selection (CPU)", "sort (CUDA)"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_percentiles_by_selection_and_by_sort_equal_quantile(by_sort, dtype):
     """Both ways of finding order statistics (the CPU's and the GPU's), on the CPU."""

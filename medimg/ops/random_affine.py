@@ -129,4 +129,3 @@ def random_affine_warp(uniform: Tensor, spec: Tensor, k: int, shear: bool, trans
     else:
         _extension.cuda.random_affine_warp(*args, cuda_stream(device))
     return image_out, labels_out
-

@@ -25,7 +25,9 @@ import math
 import torch
 from torch import Tensor
 
+from medimg import _extension
 from medimg.ops._boundary import check_sizes_positive, finite_mask
+from medimg.ops.order_statistics import order_statistics
 from medimg.transforms._sampling import (
     as_range,
     check_generator,
@@ -71,28 +73,38 @@ def _sample_percentiles(image: Tensor, fractions: tuple[float, float], check_fin
                         by_sort: bool | None = None) -> list[Tensor]:
     """Per-sample values at `fractions` (in [0, 1]) of each sample's sorted pixels, interpolated
     linearly between neighbours as torch.quantile does, (N, 1, ..., 1) in image's dtype; no size
-    limit (quantile refuses inputs of more than 2^24 elements). On the CPU, a kthvalue selection
-    per order statistic (linear time: half quantile's time on 32 x 256^2); on CUDA, whose
-    kthvalue gives each sample one thread block, one sort (`by_sort`: None picks by device). In
-    float64 for float64, else float32."""
+    limit (quantile refuses inputs of more than 2^24 elements). The order statistics as
+    _order_statistics finds them (`by_sort`). In float64 for float64, else float32."""
     flat = image.flatten(1)
     if check_finite:
         _require_finite("Normalize01", finite_mask(flat).all(1))
     work = flat if flat.dtype == torch.float64 else flat.float()
-    ordered = work.sort(dim=1).values if (work.device.type != "cpu" if by_sort is None else by_sort) else None
     last = work.shape[1] - 1
-
-    def order_statistic(k: int) -> Tensor:  # the k-th smallest per sample, from 0
-        return ordered[:, k] if ordered is not None else work.kthvalue(k + 1, dim=1).values
-
+    positions = [fraction * last for fraction in fractions]
+    needed = sorted({k for p in positions for k in (math.floor(p), math.ceil(p))})
+    order_statistic = _order_statistics(work, needed, by_sort)
     values = []
-    for fraction in fractions:
-        position = fraction * last
+    for position in positions:
         below = math.floor(position)
-        low = order_statistic(below)
-        high = low if position == below else order_statistic(below + 1)
+        low = order_statistic[below]
+        high = low if position == below else order_statistic[below + 1]
         values.append(per_sample(torch.lerp(low, high, position - below), image))
     return values
+
+
+def _order_statistics(work: Tensor, ks: list[int], by_sort: bool | None) -> dict[int, Tensor]:
+    """The k-th smallest value of each row of `work` (N, L) for each k in `ks` (ascending), (N,),
+    differentiable: by one sort (`by_sort`; None: on devices other than the CPU, whose
+    kthvalue gives each row one thread block on CUDA), by medimg's selection kernel on the CPU
+    where it is built (one call, 7x faster than four kthvalue calls on 32 x 256^2 here), else by
+    kthvalue."""
+    if work.device.type != "cpu" if by_sort is None else by_sort:
+        ordered = work.sort(dim=1).values
+        return {k: ordered[:, k] for k in ks}
+    if work.device.type == "cpu" and _extension.cpu is not None:
+        selected = work.gather(1, order_statistics(work.detach(), ks))
+        return {k: selected[:, j] for j, k in enumerate(ks)}
+    return {k: work.kthvalue(k + 1, dim=1).values for k in ks}
 
 
 class Normalize01:
