@@ -109,6 +109,12 @@ void random_affine_warp(const TensorView& uniform, const TensorView& spec, const
   }
 }
 
+void gaussian_noise(const TensorView& image, const TensorView& sigma, uint64_t seed, const TensorView& out,
+                    int num_threads) {
+  py::gil_scoped_release released;
+  medimg::cpu::active_kernels().gaussian_noise(image, sigma, seed, out, num_threads);
+}
+
 void order_statistics(const TensorView& values, const std::vector<int64_t>& ks, const TensorView& indices,
                       int num_threads) {
   py::gil_scoped_release released;
@@ -214,6 +220,8 @@ PYBIND11_MODULE(_C, m) {
         py::arg("image_out"), py::arg("interp"), py::arg("labels"), py::arg("labels_out"), py::arg("padding"),
         py::arg("align_corners"), py::arg("num_threads"),
         "random_affine, then image -> image_out (interp) and labels -> labels_out (nearest) by its coeffs.");
+  m.def("gaussian_noise", &gaussian_noise, py::arg("image"), py::arg("sigma"), py::arg("seed"), py::arg("out"),
+        py::arg("num_threads"), "out = image + sigma[n] * N(0, 1) noise from Philox4x32-10 under seed.");
   m.def("order_statistics", &order_statistics, py::arg("values"), py::arg("ks"), py::arg("indices"),
         py::arg("num_threads"),
         "indices (N, K) int64: per row of values (N, L), where its ks[j]-th smallest value lies (NaN last).");

@@ -29,6 +29,8 @@ struct ConvGeometry {
 // conv2d_forward: input (N, C, H, W) any strides; weight (OC, C / groups, KH, KW); bias (OC,)
 //   when has_bias; out (N, OC, OH, OW) contiguous; float32 or float64 throughout.
 // conv2d_grad_weight: grad_out (N, OC, OH, OW), input as above; grad_weight contiguous.
+// gaussian_noise: out = image + sigma[n] * z, image and out contiguous (N, ...), sigma (N,), one
+//   float dtype; z from Philox4x32-10 under `seed` (cpu/gaussian_noise.cpp).
 #define MEDIMG_CPU_KERNEL_DECLS                                                                 \
   LabelError seg_stats(const TensorView& pred, const TensorView& target, const TensorView& out, \
                        int64_t num_classes, bool has_ignore, int64_t ignore_index, int num_threads); \
@@ -45,7 +47,9 @@ struct ConvGeometry {
   void conv2d_forward(const TensorView& input, const TensorView& weight, const TensorView& bias, bool has_bias, \
                       const TensorView& out, const ConvGeometry& geometry, bool relu, int num_threads);        \
   void conv2d_grad_weight(const TensorView& grad_out, const TensorView& input, const TensorView& grad_weight,   \
-                          const ConvGeometry& geometry, int num_threads);
+                          const ConvGeometry& geometry, int num_threads);                                     \
+  void gaussian_noise(const TensorView& image, const TensorView& sigma, uint64_t seed, const TensorView& out,   \
+                      int num_threads);
 
 namespace baseline {
 MEDIMG_CPU_KERNEL_DECLS
@@ -64,6 +68,7 @@ struct KernelTable {
   decltype(&baseline::affine_warp_backward) affine_warp_backward;
   decltype(&baseline::conv2d_forward) conv2d_forward;
   decltype(&baseline::conv2d_grad_weight) conv2d_grad_weight;
+  decltype(&baseline::gaussian_noise) gaussian_noise;
 };
 
 const KernelTable& active_kernels();

@@ -1,0 +1,149 @@
+// Gaussian noise added to an image batch: out = image + sigma[n] * z, z ~ N(0, 1) per element.
+//
+// z comes from Philox4x32-10 (common/philox.h), counter (block, sample, 0, 0) under the 64-bit
+// seed, each block's four words giving four normals by Box-Muller: element j of sample n has
+// the same z whatever the thread count or instruction set (up to the last bits of the float
+// arithmetic, which FMA contraction may change). The generator and the transcendental functions
+// are written as plain loops over a chunk of blocks that the compiler vectorises: torch's CPU
+// normal_ draws one value at a time from one Mersenne Twister (7 ms for 32 x 1x256^2 here).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "common/dispatch.h"
+#include "common/philox.h"
+#include "common/tensor_view.h"
+#include "cpu/kernels.h"
+
+namespace medimg::cpu::MEDIMG_ISA_NS {
+namespace {
+
+constexpr int64_t kChunk = 256;  // Philox blocks (4 elements each) per pass of the loops below
+
+// ln(u) for u in (0, 1]: u = m 2^e with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s) with
+// s = (m - 1) / (m + 1), |s| <= 0.1716, by its series to s^11 (truncation below 2e-11).
+template <class F>
+[[gnu::always_inline]] inline F log_unit(F u) {
+  using Bits = std::conditional_t<std::is_same_v<F, float>, uint32_t, uint64_t>;
+  constexpr int kMantissa = std::is_same_v<F, float> ? 23 : 52;
+  constexpr Bits kExponentOne = std::is_same_v<F, float> ? Bits(127) : Bits(1023);
+  Bits bits;
+  std::memcpy(&bits, &u, sizeof(F));
+  F exponent = F(int64_t(bits >> kMantissa) - int64_t(kExponentOne));
+  const Bits mantissa_bits = (bits & ((Bits(1) << kMantissa) - 1)) | (kExponentOne << kMantissa);
+  F m;
+  std::memcpy(&m, &mantissa_bits, sizeof(F));  // in [1, 2)
+  const bool high = m > F(1.4142135623730951);
+  m = high ? m * F(0.5) : m;
+  exponent = high ? exponent + F(1) : exponent;
+  const F s = (m - F(1)) / (m + F(1)), s2 = s * s;
+  const F series = F(1) + s2 * (F(1) / 3 + s2 * (F(1) / 5 + s2 * (F(1) / 7 + s2 * (F(1) / 9 + s2 * (F(1) / 11)))));
+  return exponent * F(0.6931471805599453) + F(2) * s * series;
+}
+
+// cos and sin of 2 pi t for t in [0, 1): the quarter turn q nearest 4t, then Taylor series of
+// the rest x in [-pi/4, pi/4] (to x^12 and x^11: truncation below 1e-11).
+template <class F>
+[[gnu::always_inline]] inline void turn_cos_sin(F t, F* cos_out, F* sin_out) {
+  const F quarters = F(4) * t, q = std::nearbyint(quarters);
+  const F x = (quarters - q) * F(1.5707963267948966), z = x * x;
+  const F c = F(1) - z * (F(1) / 2 - z * (F(1) / 24 - z * (F(1) / 720 - z * (F(1) / 40320 - z * (F(1) / 3628800 -
+                                                                                                 z / 479001600)))));
+  const F s = x * (F(1) - z * (F(1) / 6 - z * (F(1) / 120 - z * (F(1) / 5040 - z * (F(1) / 362880 -
+                                                                                     z / 39916800)))));
+  const int quadrant = int(q) & 3;  // cos(x + q pi/2), sin(x + q pi/2)
+  *cos_out = quadrant == 0 ? c : quadrant == 1 ? -s : quadrant == 2 ? -c : s;
+  *sin_out = quadrant == 0 ? s : quadrant == 1 ? c : quadrant == 2 ? -s : -c;
+}
+
+// Box-Muller: two normals from two 32-bit words (uniforms in (0, 1] and [0, 1)).
+template <class F>
+[[gnu::always_inline]] inline void box_muller(uint32_t a, uint32_t b, F* z0, F* z1) {
+  constexpr F kUnit = F(1) / F(4294967296.0);
+  const F u1 = std::is_same_v<F, float> ? F((a >> 8) + 1) * F(1.0 / 16777216.0) : (F(a) + F(1)) * kUnit;
+  const F u2 = std::is_same_v<F, float> ? F(b >> 8) * F(1.0 / 16777216.0) : F(b) * kUnit;
+  const F radius = std::sqrt(F(-2) * log_unit(u1));
+  F c, s;
+  turn_cos_sin(u2, &c, &s);
+  *z0 = radius * c;
+  *z1 = radius * s;
+}
+
+// out[j] = image[j] + sigma * z(sample, j) for j in [first_block * 4, min(len, end_block * 4)).
+template <class T>
+void noise_span(const T* image, T* out, T sigma, int64_t len, int64_t sample, int64_t first_block,
+                int64_t end_block, uint32_t key0, uint32_t key1) {
+  using F = std::conditional_t<std::is_same_v<T, double>, double, float>;
+  uint32_t words[4][kChunk];
+  F normals[4][kChunk];
+  for (int64_t b0 = first_block; b0 < end_block; b0 += kChunk) {
+    const int64_t blocks = std::min(kChunk, end_block - b0);
+#pragma omp simd
+    for (int64_t i = 0; i < blocks; ++i) {
+      const uint64_t block = uint64_t(b0 + i);
+      const Philox4 r = philox4x32_10({{uint32_t(block), uint32_t(block >> 32), uint32_t(sample), 0u}}, key0, key1);
+      words[0][i] = r.v[0];
+      words[1][i] = r.v[1];
+      words[2][i] = r.v[2];
+      words[3][i] = r.v[3];
+    }
+#pragma omp simd
+    for (int64_t i = 0; i < blocks; ++i) {
+      box_muller<F>(words[0][i], words[1][i], &normals[0][i], &normals[1][i]);
+      box_muller<F>(words[2][i], words[3][i], &normals[2][i], &normals[3][i]);
+    }
+    const int64_t first = b0 * 4, whole = std::min(blocks, (len - first) / 4);  // blocks inside the row
+    const T* in = image + first;
+    T* to = out + first;
+#pragma omp simd
+    for (int64_t i = 0; i < whole; ++i) {
+      for (int k = 0; k < 4; ++k) to[4 * i + k] = T(F(in[4 * i + k]) + F(sigma) * normals[k][i]);
+    }
+    for (int64_t e = whole * 4; e < std::min(blocks * 4, len - first); ++e) {  // the row's last, partial block
+      to[e] = T(F(in[e]) + F(sigma) * normals[e & 3][e >> 2]);
+    }
+  }
+}
+
+template <class T>
+void noise_typed(const TensorView& image, const TensorView& sigma, uint64_t seed, const TensorView& out,
+                 int num_threads) {
+  const int64_t n = image.sizes[0], len = image.numel() / std::max<int64_t>(n, 1);
+  const int64_t blocks = (len + 3) / 4, spans = (blocks + kChunk - 1) / kChunk;
+  const uint32_t key0 = uint32_t(seed), key1 = uint32_t(seed >> 32);
+  const int threads = n * len >= (int64_t(1) << 15) ? std::max(1, num_threads) : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t task = 0; task < n * spans; ++task) {
+    const int64_t sample = task / spans, span = task % spans;
+    noise_span<T>(image.ptr<const T>() + sample * len, out.ptr<T>() + sample * len, sigma.ptr<const T>()[sample],
+                  len, sample, span * kChunk, std::min(blocks, (span + 1) * kChunk), key0, key1);
+  }
+}
+
+}  // namespace
+
+void gaussian_noise(const TensorView& image, const TensorView& sigma, uint64_t seed, const TensorView& out,
+                    int num_threads) {
+  MEDIMG_CHECK_ARG(image.ndim >= 1 && is_contiguous(image) && is_contiguous(out) && out.ndim == image.ndim,
+                   "gaussian_noise: image and out must be contiguous (N, ...)");
+  for (int d = 0; d < image.ndim; ++d) {
+    MEDIMG_CHECK_ARG(out.sizes[d] == image.sizes[d], "gaussian_noise: out must have image's shape");
+  }
+  MEDIMG_CHECK_ARG(sigma.ndim == 1 && sigma.sizes[0] == image.sizes[0] && is_contiguous(sigma),
+                   "gaussian_noise: sigma must be (N,), contiguous");
+  MEDIMG_CHECK_ARG(out.dtype == image.dtype && sigma.dtype == image.dtype,
+                   "gaussian_noise: image, sigma and out must share one dtype");
+  if (image.dtype == DType::Float32) {
+    noise_typed<float>(image, sigma, seed, out, num_threads);
+  } else if (image.dtype == DType::Float64) {
+    noise_typed<double>(image, sigma, seed, out, num_threads);
+  } else {
+    fail_argument(std::string("image: expected float32 or float64, got ") + dtype_name(image.dtype));
+  }
+}
+
+}  // namespace medimg::cpu::MEDIMG_ISA_NS

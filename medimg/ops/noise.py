@@ -1,0 +1,66 @@
+"""Gaussian noise added to an image batch in one pass, from a counter-based generator
+(Philox4x32-10, csrc/common/philox.h), on the CPU: torch's CPU normal_ draws one value at a
+time from one Mersenne Twister (7.1 ms for 32 x 1x256^2 here, against 2.6 ms for this kernel
+on two threads, the addition included)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from medimg import _extension
+from medimg.ops._boundary import call_op, check_tensor, empty_output, num_threads, view
+
+
+def gaussian_noise(image: Tensor, sigma: Tensor, seed: Tensor) -> Tensor:
+    """``image + sigma[n] * z`` with z ~ N(0, 1) drawn per element from the seed.
+
+    The same seed gives the same noise whatever the thread count; sample n's noise depends on
+    (seed, n, position) alone. Differentiable with respect to image (the identity), not sigma.
+
+    Args:
+        image: (N, ...) float32 or float64 on the CPU.
+        sigma: (N,) standard deviations, image's dtype.
+        seed: int64 scalar tensor on the CPU (a tensor, so that drawing it from a generator
+            needs no host read while tracing).
+
+    Returns:
+        A new contiguous tensor, image's shape and dtype.
+    """
+    check_tensor("image", image)
+    check_tensor("sigma", sigma)
+    check_tensor("seed", seed)
+    if image.dim() < 1 or image.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"image: expected float32 or float64 (N, ...), got {image.dtype} {tuple(image.shape)}")
+    if tuple(sigma.shape) != (image.shape[0],) or sigma.dtype != image.dtype:
+        raise ValueError(f"sigma: expected {image.dtype} ({image.shape[0]},), got {sigma.dtype} {tuple(sigma.shape)}")
+    if sigma.requires_grad:
+        raise ValueError("sigma: the noise is not differentiable with respect to sigma")
+    if seed.dim() != 0 or seed.dtype != torch.int64 or seed.device.type != "cpu":
+        raise ValueError(f"seed: expected an int64 scalar tensor on the CPU, got {seed.dtype} {tuple(seed.shape)} "
+                         f"on {seed.device}")
+    return call_op(torch.ops.medimg.gaussian_noise, _KERNELS, image, sigma, seed)
+
+
+@torch.library.custom_op("medimg::gaussian_noise", mutates_args=())
+def _gaussian_noise_op(image: Tensor, sigma: Tensor, seed: Tensor) -> Tensor:
+    raise NotImplementedError(f"medimg::gaussian_noise has no kernel for device {image.device.type}")
+
+
+@_gaussian_noise_op.register_fake
+def _(image: Tensor, sigma: Tensor, seed: Tensor) -> Tensor:
+    return torch.empty_like(image, memory_format=torch.contiguous_format)
+
+
+@_gaussian_noise_op.register_kernel("cpu")
+def _gaussian_noise_cpu(image: Tensor, sigma: Tensor, seed: Tensor) -> Tensor:
+    module = _extension.require(_extension.cpu, _extension.cpu_error, "gaussian_noise on the CPU")
+    image, sigma = image.contiguous(), sigma.contiguous()
+    out = empty_output(image.shape, image.dtype)
+    module.gaussian_noise(view(image), view(sigma), int(seed) & (2**64 - 1), view(out), num_threads())
+    return out
+
+
+_gaussian_noise_op.register_autograd(lambda ctx, grad: (grad, None, None))
+
+_KERNELS = {"cpu": _gaussian_noise_cpu}
