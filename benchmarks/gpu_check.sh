@@ -9,7 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 logs=$(realpath -m "${1:-gpu-logs}")
 shift || true
-stages=${*:-build tests bench-augment bench-metrics bench-conv bench-models}
+stages=${*:-build tests bench-augment bench-intensity bench-metrics bench-conv bench-models}
 for s in $stages; do  # refuse a misspelt stage before spending device time on the others
   case $s in build|tests|tests-all|bench-*) ;; *) echo "unknown stage $s"; exit 2 ;; esac
 done

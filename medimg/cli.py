@@ -1,4 +1,4 @@
-"""The ``medimg`` command line: ``medimg info``, ``medimg bench metrics|augment|data|conv|models``."""
+"""The ``medimg`` command line: ``medimg info``, ``medimg bench metrics|augment|intensity|data|conv|models``."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=_info)
 
     bench = commands.add_parser("bench", help="time medimg against the PyTorch reference and peers")
-    bench.add_argument("suite", choices=["metrics", "augment", "data", "conv", "models"], help="which benchmark suite")
+    bench.add_argument("suite", choices=["metrics", "augment", "intensity", "data", "conv", "models"],
+                       help="which benchmark suite")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's setting)")
     bench.add_argument("--device", choices=["all", "cpu", "cuda"], default="all",
                        help="where to run: the CPU, the CUDA device, or both (default; CUDA where available)")
