@@ -75,8 +75,10 @@ void random_affine(const TensorView& uniform, const TensorView& spec, const Tens
 bool affine_warp_theta(const TensorView& input, const TensorView& theta, const TensorView& constants,
                        const TensorView& out, int32_t interp, int32_t padding, bool align_corners, bool check_finite,
                        int num_threads) {
+  MEDIMG_CHECK_ARG(theta.ndim == 3 && (theta.sizes[1] == 2 || theta.sizes[1] == 3),
+                   "theta: must be (N, 2, 3) or (N, 3, 4)");
   py::gil_scoped_release released;
-  const int64_t n = theta.ndim == 3 ? theta.sizes[0] : 0, k = theta.ndim == 3 ? theta.sizes[1] : 0;
+  const int64_t n = theta.sizes[0], k = theta.sizes[1];
   std::vector<double> buffer(size_t(n * k * (k + 1)));
   const bool finite = medimg::cpu::pixel_coefficients(theta, constants, buffer.data());
   if (check_finite && !finite) return false;

@@ -36,13 +36,15 @@ inline int read_dims(PyObject* dims, const char* what, int64_t* out) {
 inline TensorView make_view(PyObject* t) {
   TensorView v;
   v.data = reinterpret_cast<void*>(item_as<uintptr_t>(t, 0));
-  const int dtype = item_as<int>(t, 1);
+  const int64_t dtype = item_as<int64_t>(t, 1);
   MEDIMG_CHECK_ARG(dtype >= 0 && dtype <= int(DType::Float64), "view: unknown dtype code " + std::to_string(dtype));
   v.dtype = DType(dtype);
   v.ndim = read_dims(PyTuple_GET_ITEM(t, 2), "sizes", v.sizes);
   MEDIMG_CHECK_ARG(read_dims(PyTuple_GET_ITEM(t, 3), "strides", v.strides) == v.ndim,
                    "view: sizes and strides differ in length");
-  v.device = item_as<int>(t, 4);
+  const int64_t device = item_as<int64_t>(t, 4);
+  MEDIMG_CHECK_ARG(device >= -1 && device <= INT32_MAX, "view: device must be -1 (CPU) or a CUDA ordinal");
+  v.device = int32_t(device);
   for (int d = 0; d < v.ndim; ++d) MEDIMG_CHECK_ARG(v.sizes[d] >= 0, "view: negative size");
   MEDIMG_CHECK_ARG(v.data != nullptr || v.numel() == 0, "view: null data pointer");
   return v;

@@ -126,6 +126,26 @@ def test_non_contiguous_image_and_gradient():
     assert torch.equal(grad, torch.full_like(grad, 3))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(3, 1), (2, 5), (2, 1, 33, 31)], ids=str)
+def test_kernel_equals_the_reference(shape, dtype):
+    """The same generator in torch ops (medimg.ops._reference): equal up to the kernel's float
+    arithmetic (float32 for float32 images; for float64 the series truncation, below 1e-10)."""
+    image = torch.randn(shape, generator=torch.Generator().manual_seed(10), dtype=dtype)
+    sigma = torch.linspace(0.5, 2.0, shape[0], dtype=dtype)
+    got = gaussian_noise(image, sigma, seed(-123456789012345))
+    expected = gaussian_noise(image, sigma, seed(-123456789012345), backend="torch")
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5 if dtype == torch.float32 else 1e-9)
+
+
+def test_off_the_cpu_takes_the_reference_or_says_so():
+    image, sigma = torch.zeros(2, 3, device="meta"), torch.ones(2, device="meta")
+    with pytest.raises(ValueError, match=r"^image: the noise kernel runs on the CPU"):
+        gaussian_noise(image, sigma, seed(1), backend="medimg")
+    with pytest.raises(ValueError, match=r"^sigma: .*on cpu"):
+        gaussian_noise(torch.zeros(2, 3), sigma, seed(1))
+
+
 def test_opcheck():
     image, sigma = torch.randn(2, 3, 5), torch.tensor([0.1, 0.2])
     torch.library.opcheck(torch.ops.medimg.gaussian_noise.default, (image, sigma, seed(9)))

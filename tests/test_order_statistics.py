@@ -18,8 +18,9 @@ pytestmark = needs_cpu_kernels
 def _check(values: Tensor, ks: list[int]) -> None:
     indices = order_statistics(values, ks)
     assert indices.dtype == torch.int64 and indices.shape == (values.shape[0], len(ks))
-    expected = values.sort(dim=1).values[:, ks]
+    expected = values.gather(1, order_statistics(values, ks, backend="torch"))  # a stable sort
     torch.testing.assert_close(values.gather(1, indices), expected, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(expected, values.sort(dim=1).values[:, ks], rtol=0, atol=0, equal_nan=True)
 
 
 def _rows(kind: str, dtype: torch.dtype, gen: torch.Generator) -> Tensor:
@@ -102,8 +103,17 @@ def test_opcheck():
     (torch.zeros(2, 5), [2, 2], ValueError, "^ks: .*distinct"),
     (torch.zeros(2, 5, dtype=torch.int64), [1], ValueError, "^values: .*int64"),
     (torch.zeros(10), [1], ValueError, r"^values: .*\(10,\)"),
+    (torch.zeros(2, 5), 3, TypeError, "^ks: "),
+    (torch.zeros(2, 5), [1.5], TypeError, "^ks: "),
     ([[1.0, 2.0]], [0], TypeError, "^values: expected a torch.Tensor"),
 ])
 def test_bad_input(values, ks, error, match):
     with pytest.raises(error, match=match):
         order_statistics(values, ks)
+
+
+def test_off_the_cpu_takes_the_reference_or_says_so():
+    values = torch.zeros(2, 5, device="meta")
+    assert order_statistics(values, [1]).shape == (2, 1)  # "auto": the reference
+    with pytest.raises(ValueError, match=r"^values: the selection kernel runs on the CPU"):
+        order_statistics(values, [1], backend="medimg")

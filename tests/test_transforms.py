@@ -745,16 +745,55 @@ def test_statistics_unchecked_on_request(make):
     assert not torch.isnan(out[[0, 2]]).any() and out.shape == image.shape
 
 
-@pytest.mark.parametrize("by_sort", [False, True], ids=["selection (CPU)", "sort (CUDA)"])
+@pytest.mark.parametrize("method", [pytest.param("select", marks=needs_cpu_kernels), "sort", "kthvalue"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_percentiles_by_selection_and_by_sort_equal_quantile(by_sort, dtype):
-    """Both ways of finding order statistics (the CPU's and the GPU's), on the CPU."""
+def test_percentiles_by_every_method_equal_quantile(method, dtype):
+    """Every way of finding order statistics (the CPU kernel's, CUDA's sort, torch.kthvalue), on the CPU."""
     image = torch.randn(4, 2, 7, 9, generator=seeded(66), dtype=dtype)
     fractions = (0.0, 0.013, 0.5, 0.97, 1.0)
-    got = intensity._sample_percentiles(image, fractions, True, by_sort=by_sort)
+    got = intensity._sample_percentiles(image, fractions, True, method)
     expected = torch.quantile(image.flatten(1), torch.tensor(fractions, dtype=dtype), dim=1)
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g.flatten(), e, rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-12)
+
+
+def test_percentile_method_follows_the_backend():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    built = _extension.cpu is not None
+    assert intensity._percentile_method(cpu, "auto") == ("select" if built else "kthvalue")
+    assert intensity._percentile_method(cpu, "torch") == "kthvalue"
+    assert intensity._percentile_method(cpu, "medimg") == "select"
+    assert intensity._percentile_method(cuda, "auto") == intensity._percentile_method(cuda, "torch") == "sort"
+    with pytest.raises(ValueError, match="backend"):
+        Normalize01(percentiles=(1, 99), backend="numpy")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normalize01_backends_agree(dtype):
+    image = torch.randn(3, 2, 13, 17, generator=seeded(67), dtype=dtype)
+    expected, _ = Normalize01(percentiles=(2, 98), backend="torch")(image)
+    got, _ = Normalize01(percentiles=(2, 98))(image)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-12)
+
+
+def test_noise_torch_backend_is_randn():
+    """backend="torch" is the formula on torch.randn, drawn after the per-sample parameters."""
+    image = torch.rand(3, 1, 9, 10, generator=seeded(68))
+    out, _ = RandomGaussianNoise(std=(0.1, 0.1), p=1.0, backend="torch")(image, generator=seeded(69))
+    generator = seeded(69)
+    torch.rand(3, 2, generator=generator)  # the draws of std and of p
+    noise = torch.randn(image.shape, generator=generator)
+    assert torch.equal(out, noise.mul_(torch.full((3, 1, 1, 1), 0.1)).add_(image))
+
+
+@needs_cpu_kernels
+def test_noise_kernel_backend_on_the_cpu():
+    image = torch.rand(3, 1, 9, 10, generator=seeded(70))
+    auto, _ = RandomGaussianNoise(std=0.1, p=1.0)(image, generator=seeded(71))
+    medimg, _ = RandomGaussianNoise(std=0.1, p=1.0, backend="medimg")(image, generator=seeded(71))
+    assert torch.equal(auto, medimg)
+    with pytest.raises(ValueError, match=r"^image: expected float32 or float64"):
+        RandomGaussianNoise(p=1.0, backend="medimg")(image.half(), generator=seeded(71))
 
 
 @pytest.mark.parametrize("name", ["brightness", "noise"])

@@ -1,6 +1,7 @@
 // Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011): a
 // counter-based generator, so element i's random bits depend on (key, i) alone, not on which
-// thread draws them or in what order. Shared by the CPU and CUDA kernels.
+// thread draws them or in what order. Host and device code alike (MEDIMG_HD); today the CPU
+// noise kernel uses it (CUDA noise is torch.randn).
 #pragma once
 
 #include <cstdint>

@@ -137,6 +137,8 @@ void gaussian_noise(const TensorView& image, const TensorView& sigma, uint64_t s
                    "gaussian_noise: sigma must be (N,), contiguous");
   MEDIMG_CHECK_ARG(out.dtype == image.dtype && sigma.dtype == image.dtype,
                    "gaussian_noise: image, sigma and out must share one dtype");
+  MEDIMG_CHECK_ARG(image.device == kCpuDevice && sigma.device == kCpuDevice && out.device == kCpuDevice,
+                   "gaussian_noise: the CPU kernel needs CPU tensors");
   if (image.dtype == DType::Float32) {
     noise_typed<float>(image, sigma, seed, out, num_threads);
   } else if (image.dtype == DType::Float64) {

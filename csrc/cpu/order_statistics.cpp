@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,6 +28,8 @@ struct Workspace {
   std::vector<int64_t> counts = std::vector<int64_t>(kBuckets + 1);  // last: NaN
   std::vector<int> slot = std::vector<int>(kBuckets, -1);  // where a wanted bucket's values go
   std::vector<std::vector<std::pair<T, int64_t>>> candidates;
+  std::vector<std::pair<int64_t, int64_t>> where;
+  explicit Workspace(int64_t count) : where(static_cast<size_t>(count)) {}
 };
 
 template <class T>
@@ -43,16 +46,22 @@ void select_row(const T* row, int64_t step, int64_t len, const int64_t* ks, int6
     lo = std::min(lo, x);
     hi = std::max(hi, x);
   }
-  // Equal-width buckets over [lo, hi]; an infinite width (or a constant row) puts all in bucket 0.
-  const double width = hi - lo, scale = width > 0.0 && std::isfinite(width) ? double(kBuckets) / width : 0.0;
-  auto bucket = [lo, scale](double x) { return std::min<int64_t>(kBuckets - 1, int64_t((x - lo) * scale)); };
+  // Equal-width buckets over [lo, hi]. A range that is not finite (an infinity, or a width past
+  // float64's), too narrow for its reciprocal, or empty puts every value in bucket 0. The
+  // position is clamped before the conversion to an integer: NaN or out of range would be UB.
+  const double width = hi - lo, scale = double(kBuckets) / width;
+  const bool spread = width > 0.0 && std::isfinite(width) && std::isfinite(scale);
+  auto bucket = [lo, scale, spread](double x) -> int64_t {
+    const double at = spread ? (x - lo) * scale : 0.0;
+    return at > 0.0 ? (at < double(kBuckets) ? int64_t(at) : kBuckets - 1) : 0;
+  };
   std::fill(ws.counts.begin(), ws.counts.end(), 0);
   for (int64_t i = 0; i < len; ++i) {
     const double x = double(row[i * step]);
     ++ws.counts[size_t(x != x ? kBuckets : bucket(x))];
   }
   // For each k: its bucket and its rank there; NaN statistics point at the first NaN.
-  std::vector<std::pair<int64_t, int64_t>> where(static_cast<size_t>(count));  // (bucket, rank); -1: NaN
+  auto& where = ws.where;  // (bucket, rank); bucket -1: NaN
   int64_t below = 0, b = 0, wanted = 0;
   for (int64_t j = 0; j < count; ++j) {
     const int64_t k = ks[j];  // ascending
@@ -95,15 +104,21 @@ void select_rows(const TensorView& values, const int64_t* ks, int64_t count, con
                  int num_threads) {
   const int64_t rows = values.sizes[0], len = values.sizes[1];
   const int threads = int(std::max<int64_t>(1, std::min<int64_t>(num_threads, rows)));
-#pragma omp parallel num_threads(threads)
-  {
-    Workspace<T> workspace;
-#pragma omp for schedule(dynamic)
-    for (int64_t n = 0; n < rows; ++n) {
+  // Buffers allocated here and in select_row may throw (bad_alloc); an exception must not leave
+  // an OpenMP region, so the first one is kept and thrown after it.
+  std::vector<Workspace<T>> workspaces(static_cast<size_t>(threads), Workspace<T>(count));
+  std::exception_ptr failure;
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+  for (int64_t n = 0; n < rows; ++n) {
+    try {
       select_row<T>(values.ptr<const T>() + n * values.strides[0], values.strides[1], len, ks, count,
-                    indices.ptr<int64_t>() + n * count, workspace);
+                    indices.ptr<int64_t>() + n * count, workspaces[size_t(omp_get_thread_num())]);
+    } catch (...) {
+#pragma omp critical(medimg_order_statistics_failure)
+      if (!failure) failure = std::current_exception();
     }
   }
+  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace

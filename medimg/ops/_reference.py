@@ -68,3 +68,60 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
     grid = F.affine_grid(theta.to(work.dtype), list(input.shape), align_corners=align_corners)
     out = F.grid_sample(work, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
     return out if input.is_floating_point() else out.to(input.dtype)
+
+
+def order_statistics(values: Tensor, ks: list[int]) -> Tensor:
+    """Positions (N, K) of each row's ks-th smallest values: a stable sort (NaN last)."""
+    return values.sort(dim=1, stable=True).indices[:, ks]
+
+
+_MASK32 = 0xFFFFFFFF
+_PHILOX_MULTIPLIERS = (0xD2511F53, 0xCD9E8D57)
+_PHILOX_KEY_BUMPS = (0x9E3779B9, 0xBB67AE85)
+
+
+def _multiply_words(a: Tensor, b: int) -> tuple[Tensor, Tensor]:
+    """High and low 32-bit words of a * b, for int64 tensors holding 32-bit words and a 32-bit
+    constant: by 16-bit halves, so that no product overflows int64."""
+    a_high, a_low, b_high, b_low = a >> 16, a & 0xFFFF, b >> 16, b & 0xFFFF
+    low, middle = a_low * b_low, a_high * b_low + a_low * b_high
+    high = a_high * b_high + (middle >> 16) + (((low >> 16) + (middle & 0xFFFF)) >> 16)
+    return high, (low + ((middle & 0xFFFF) << 16)) & _MASK32
+
+
+def philox4x32_10(counter: list[Tensor], key: tuple[int, int]) -> list[Tensor]:
+    """Philox4x32-10 of four int64 tensors of 32-bit counter words under a two-word key."""
+    c0, c1, c2, c3 = counter
+    key0, key1 = key
+    for _ in range(10):
+        high0, low0 = _multiply_words(c0, _PHILOX_MULTIPLIERS[0])
+        high1, low1 = _multiply_words(c2, _PHILOX_MULTIPLIERS[1])
+        c0, c1, c2, c3 = high1 ^ c1 ^ key0, low1, high0 ^ c3 ^ key1, low0
+        key0, key1 = (key0 + _PHILOX_KEY_BUMPS[0]) & _MASK32, (key1 + _PHILOX_KEY_BUMPS[1]) & _MASK32
+    return [c0, c1, c2, c3]
+
+
+def gaussian_noise(image: Tensor, sigma: Tensor, seed: Tensor) -> Tensor:
+    """image + sigma[n] * z as medimg.ops.noise draws z: Philox4x32-10 under the seed's two words,
+    counter (block, sample, 0, 0), each block's words (a, b, c, d) giving the four normals of
+    elements 4 block .. 4 block + 3 by Box-Muller on (a, b) and (c, d), in float64 (uniforms of
+    24 bits for float32 images, 32 bits for float64, as the kernel)."""
+    n = image.shape[0]
+    flat = image.reshape(n, -1)
+    length = flat.shape[1]
+    blocks = torch.arange((length + 3) // 4, dtype=torch.int64, device=image.device)
+    samples = torch.arange(n, dtype=torch.int64, device=image.device)[:, None]
+    counter = [(blocks & _MASK32).expand(n, -1), (blocks >> 32).expand(n, -1), samples.expand(n, blocks.numel()),
+               torch.zeros(n, blocks.numel(), dtype=torch.int64, device=image.device)]
+    key = int(seed) & (2**64 - 1)
+    words = philox4x32_10(counter, (key & _MASK32, key >> 32))
+    if image.dtype == torch.float32:
+        uniform = [((w >> 8) + first).double() * 2.0**-24 for w, first in zip(words, (1, 0, 1, 0), strict=True)]
+    else:
+        uniform = [(w + first).double() * 2.0**-32 for w, first in zip(words, (1, 0, 1, 0), strict=True)]
+    normals = []
+    for u1, u2 in ((uniform[0], uniform[1]), (uniform[2], uniform[3])):
+        radius, angle = torch.sqrt(-2 * torch.log(u1)), 2 * torch.pi * u2
+        normals += [radius * torch.cos(angle), radius * torch.sin(angle)]
+    z = torch.stack(normals, dim=-1).reshape(n, -1)[:, :length]
+    return (flat.double() + sigma.double()[:, None] * z).to(image.dtype).reshape(image.shape)

@@ -57,8 +57,9 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
             the corner pixels (True) or their outer edges (False).
         backend: "auto" | "medimg" | "torch" (the F.affine_grid + F.grid_sample reference).
             "auto" takes the reference for a dtype the kernel lacks (float16/bfloat16 on the CPU)
-            and inside torch.func transforms (grad, jacrev, vmap), which cannot differentiate
-            through a torch.library custom op.
+            and inside torch.func transforms: grad and jacrev cannot differentiate a
+            torch.library custom op, and vmap batches the reference natively (under vmap, pass
+            check_finite=False: the check branches on theta's values, which vmap refuses).
         check_finite: raise a ValueError if theta holds NaN or inf (or overflows the kernel's
             float64 matrix). On CUDA the check waits for the stream; False skips it, and a
             non-finite theta then gives NaN (bilinear) or padding values, never a read outside
@@ -170,9 +171,11 @@ def _kernel_coefficients(input: Tensor, theta: Tensor, align_corners: bool, back
                 return torch.ops.medimg.finite_or_raise(theta, _NON_FINITE_THETA), None
             try:
                 _check_finite_theta(theta)
-            except RuntimeError as error:  # vmap refuses the check's data-dependent branch
+            except RuntimeError as error:
+                if not torch._C._are_functorch_transforms_active():
+                    raise
                 raise RuntimeError("theta: the finiteness check cannot run under torch.func.vmap (it branches on "
-                                   "theta's values); pass check_finite=False") from error
+                                   "theta's values); pass check_finite=False") from error  # vmap refuses the branch
         return theta, None
     coeffs = pixel_coefficients(theta, tuple(input.shape[2:]), align_corners)
     if check_finite:

@@ -3,7 +3,8 @@
 Each is called as ``image, mask = t(image, mask=None, generator=None)`` on a floating batch
 (N, C, H, W) or (N, C, D, H, W), and returns an image of the same shape and dtype; the mask
 passes through unchanged. Random transforms apply to each sample with probability ``p``.
-They work in place in fresh buffers, one per transform (two for RandomGamma), bit for bit the
+They work in place in fresh buffers, one per transform (two for RandomGamma where autograd
+records it), bit for bit the
 out-of-place formula, rather than allocating one per operation (RandomContrast's arithmetic on
 32 x 1x256^2: 0.23 ms against 0.38 ms here).
 Transforms built on per-sample statistics (Normalize01, RandomGamma, RandomContrast) refuse
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor
 
 from medimg import _extension
-from medimg.ops._boundary import check_sizes_positive, finite_mask
+from medimg.ops._boundary import check_backend, check_sizes_positive, finite_mask
 from medimg.ops.noise import gaussian_noise
 from medimg.ops.order_statistics import order_statistics
 from medimg.transforms._sampling import (
@@ -70,12 +71,12 @@ def _sample_extent(image: Tensor, transform: str | None) -> tuple[Tensor, Tensor
     return per_sample(lo, image), per_sample(hi, image)
 
 
-def _sample_percentiles(image: Tensor, fractions: tuple[float, float], check_finite: bool, *,
-                        by_sort: bool | None = None) -> list[Tensor]:
+def _sample_percentiles(image: Tensor, fractions: tuple[float, float], check_finite: bool, method: str
+                        ) -> list[Tensor]:
     """Per-sample values at `fractions` (in [0, 1]) of each sample's sorted pixels, interpolated
     linearly between neighbours as torch.quantile does, (N, 1, ..., 1) in image's dtype; no size
-    limit (quantile refuses inputs of more than 2^24 elements). The order statistics as
-    _order_statistics finds them (`by_sort`). In float64 for float64, else float32."""
+    limit (quantile refuses inputs of more than 2^24 elements). The order statistics by `method`
+    (see _order_statistics). In float64 for float64, else float32."""
     flat = image.flatten(1)
     if check_finite:
         _require_finite("Normalize01", finite_mask(flat).all(1))
@@ -83,7 +84,7 @@ def _sample_percentiles(image: Tensor, fractions: tuple[float, float], check_fin
     last = work.shape[1] - 1
     positions = [fraction * last for fraction in fractions]
     needed = sorted({k for p in positions for k in (math.floor(p), math.ceil(p))})
-    order_statistic = _order_statistics(work, needed, by_sort)
+    order_statistic = _order_statistics(work, needed, method)
     values = []
     for position in positions:
         below = math.floor(position)
@@ -93,18 +94,25 @@ def _sample_percentiles(image: Tensor, fractions: tuple[float, float], check_fin
     return values
 
 
-def _order_statistics(work: Tensor, ks: list[int], by_sort: bool | None) -> dict[int, Tensor]:
+def _percentile_method(device: torch.device, backend: str) -> str:
+    """How Normalize01 finds order statistics: "select", medimg's selection kernel (on the CPU, 7x
+    faster than four torch.kthvalue calls on 32 x 256^2 here; backend "medimg" insists, and
+    raises off the CPU); else "sort", one sort (CUDA's kthvalue gives each row one thread
+    block), or "kthvalue" on the CPU."""
+    if backend == "medimg" or (backend == "auto" and device.type == "cpu" and _extension.cpu is not None):
+        return "select"
+    return "kthvalue" if device.type == "cpu" else "sort"
+
+
+def _order_statistics(work: Tensor, ks: list[int], method: str) -> dict[int, Tensor]:
     """The k-th smallest value of each row of `work` (N, L) for each k in `ks` (ascending), (N,),
-    differentiable: by one sort (`by_sort`; None: on devices other than the CPU, whose
-    kthvalue gives each row one thread block on CUDA), by medimg's selection kernel on the CPU
-    where it is built (one call, 7x faster than four kthvalue calls on 32 x 256^2 here), else by
-    kthvalue."""
-    if work.device.type != "cpu" if by_sort is None else by_sort:
+    differentiable, by `method` ("select", "sort" or "kthvalue")."""
+    if method == "select":
+        selected = work.gather(1, order_statistics(work.detach(), ks, backend="medimg"))
+        return {k: selected[:, j] for j, k in enumerate(ks)}
+    if method == "sort":
         ordered = work.sort(dim=1).values
         return {k: ordered[:, k] for k in ks}
-    if work.device.type == "cpu" and _extension.cpu is not None:
-        selected = work.gather(1, order_statistics(work.detach(), ks))
-        return {k: selected[:, j] for j, k in enumerate(ks)}
     return {k: work.kthvalue(k + 1, dim=1).values for k in ks}
 
 
@@ -118,6 +126,9 @@ class Normalize01:
             that a constant sample maps to 0.
         check_finite: refuse samples with NaN or infinite pixels (a device sync on CUDA);
             False skips the check, and such a sample comes out NaN.
+        backend: how percentiles are found: "auto" (medimg's selection kernel on the CPU where
+            it is built; a sort on CUDA), "medimg" (insist on the kernel: CPU only) or "torch"
+            (torch.kthvalue on the CPU, a sort elsewhere).
 
     Shape:
         image: (N, C, H, W) or (N, C, D, H, W), floating; statistics over each whole sample
@@ -125,7 +136,7 @@ class Normalize01:
     """
 
     def __init__(self, percentiles: tuple[float, float] | None = None, eps: float = 1e-8,
-                 check_finite: bool = True) -> None:
+                 check_finite: bool = True, backend: str = "auto") -> None:
         if percentiles is not None:
             lo, hi = as_range("percentiles", percentiles, symmetric=False)
             if not 0.0 <= lo < hi <= 100.0:
@@ -134,6 +145,7 @@ class Normalize01:
         if not is_number(eps) or not 0.0 < float(eps) < math.inf:
             raise ValueError(f"eps: expected a finite number > 0, got {eps!r}")
         self.percentiles, self.eps, self.check_finite = percentiles, float(eps), bool(check_finite)
+        self.backend = check_backend(backend)
 
     def __call__(self, image: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None
                  ) -> tuple[Tensor, Tensor | None]:
@@ -142,7 +154,8 @@ class Normalize01:
             lo, hi = _sample_extent(image, "Normalize01" if self.check_finite else None)
         else:
             fractions = (self.percentiles[0] / 100.0, self.percentiles[1] / 100.0)
-            lo, hi = _sample_percentiles(image, fractions, self.check_finite)
+            lo, hi = _sample_percentiles(image, fractions, self.check_finite,
+                                         _percentile_method(image.device, self.backend))
         scaled = (image - lo).div_((hi - lo).clamp_min(_least_positive(self.eps, image.dtype)))
         if self.percentiles is not None:
             scaled.clamp_(0.0, 1.0)
@@ -267,12 +280,17 @@ _NOISE_KERNEL_DTYPES = (torch.float32, torch.float64)
 class RandomGaussianNoise(_RandomIntensity):
     """Additive Gaussian noise with a per-sample standard deviation drawn from `std`. On the CPU
     (float32/float64, where medimg's kernels are built) the noise comes from a counter-based
-    generator seeded by one draw of `generator` (medimg.ops.noise: 3x torch.randn's speed here);
-    elsewhere from torch.randn. Both are reproducible by the generator's seed.
+    generator seeded by one draw of `generator` (medimg.ops.noise: 2.9 ms on 32 x 1x256^2 here,
+    against 8.2 ms with torch.randn); elsewhere from torch.randn. Either way the generator's seed
+    gives the same noise again on the same machine and build (the two streams differ, and the
+    kernel's last bits may differ between instruction sets).
 
     Args:
         std: range of the standard deviation (>= 0): a number s means (0, s), or (low, high).
         p: probability per sample.
+        backend: "auto" (medimg's kernel for float32/float64 on the CPU where it is built, else
+            torch.randn), "medimg" (insist on the kernel: CPU, float32/float64) or "torch"
+            (torch.randn everywhere).
 
     Shape:
         image: (N, C, H, W) or (N, C, D, H, W), floating; returned with its shape and dtype.
@@ -280,20 +298,22 @@ class RandomGaussianNoise(_RandomIntensity):
 
     identity = 0.0
 
-    def __init__(self, std: float | tuple[float, float] = (0.0, 0.05), p: float = 0.5) -> None:
+    def __init__(self, std: float | tuple[float, float] = (0.0, 0.05), p: float = 0.5, backend: str = "auto") -> None:
         if is_number(std) and not 0.0 <= float(std) < math.inf:
             raise ValueError(f"std: expected a finite number >= 0, or a (low, high) pair, got {std!r}")
         bounds = as_range("std", (0.0, float(std)) if is_number(std) else std, symmetric=False)
         if bounds[0] < 0:
             raise ValueError(f"std: must be >= 0, got {std!r}")
         super().__init__(bounds, p)
+        self.backend = check_backend(backend)
 
     def __call__(self, image: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None
                  ) -> tuple[Tensor, Tensor | None]:
         image = _check_float(image)
         sigma = self.draw(image, generator)
-        if image.device.type == "cpu" and _extension.cpu is not None and image.dtype in _NOISE_KERNEL_DTYPES:
+        if self.backend == "medimg" or (self.backend == "auto" and image.device.type == "cpu"
+                                        and _extension.cpu is not None and image.dtype in _NOISE_KERNEL_DTYPES):
             seed = torch.randint(-(2**63), 2**63 - 1, (), generator=generator, dtype=torch.int64)
-            return gaussian_noise(image, sigma.flatten(), seed), mask
+            return gaussian_noise(image, sigma.flatten(), seed, backend="medimg"), mask
         noise = torch.randn(image.shape, device=image.device, generator=generator, dtype=image.dtype)
         return noise.mul_(sigma).add_(image), mask
