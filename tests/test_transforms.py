@@ -757,6 +757,17 @@ def test_percentiles_by_every_method_equal_quantile(method, dtype):
         torch.testing.assert_close(g.flatten(), e, rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-12)
 
 
+def test_gamma_gradient_is_finite_at_the_sample_minimum():
+    """Below 1, gamma's curve is infinitely steep at 0, where each sample's minimum lands."""
+    image = torch.rand(3, 1, 6, 7, generator=seeded(72), dtype=torch.float64).requires_grad_()
+    t = RandomGamma(gamma=(0.3, 0.6), p=1.0)
+    out, _ = t(image, generator=seeded(73))
+    (grad,) = torch.autograd.grad(out.sum(), image)
+    assert torch.isfinite(grad).all()
+    assert torch.equal(out.detach(), t(image.detach(), generator=seeded(73))[0])
+    torch.autograd.gradcheck(lambda x: t(x + 0.5, generator=seeded(73))[0], (image.detach()[:1].requires_grad_(),))
+
+
 def test_percentile_method_follows_the_backend():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     built = _extension.cpu is not None

@@ -215,9 +215,14 @@ class RandomGamma(_RandomIntensity):
         gamma = self.draw(image, generator)
         lo, hi = _sample_extent(image, "RandomGamma" if self.check_finite else None)
         extent = (hi - lo).clamp_min(_least_positive(1e-8, image.dtype))
-        curve = (image - lo).div_(extent).clamp_(0.0, 1.0).pow_(gamma)
-        if torch.is_grad_enabled() and curve.requires_grad:  # autograd keeps pow's result: a new tensor
-            return curve.mul(extent).add_(lo), mask
+        base = (image - lo).div_(extent).clamp_(0.0, 1.0)
+        if torch.is_grad_enabled() and base.requires_grad:
+            # x^g has an infinite slope at 0 for g < 1, and at a sample's minimum the chain multiplies
+            # it by 0 (NaN): pow reads 1 there instead and the result takes 0, with no gradient.
+            inside = base > 0
+            curve = torch.where(inside, torch.where(inside, base, 1.0).pow(gamma), 0.0)
+            return curve.mul(extent).add_(lo), mask  # autograd keeps pow's result: a new tensor
+        curve = base.pow_(gamma)
         # In place: a second image-sized temporary costs more than pow itself where the allocator
         # hands the memory back to the system in between (32 x 1x256^2 here: 9.5 ms, in place 3.0).
         return curve.mul_(extent).add_(lo), mask
