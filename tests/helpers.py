@@ -82,3 +82,10 @@ class Watching(torch.overrides.TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         return func(*args, **(kwargs or {}))
+
+
+def quick_copy_bandwidth(monkeypatch: pytest.MonkeyPatch, module) -> None:
+    """Make a benchmark module's copy-bandwidth measurement quick (1 MiB for 10 ms)."""
+    real = module.copy_bandwidth
+    monkeypatch.setattr(module, "copy_bandwidth",
+                        lambda device, min_run_time: real(nbytes=1 << 20, device=device, min_run_time=0.01))

@@ -8,6 +8,7 @@ import re
 
 import pytest
 import torch
+from helpers import quick_copy_bandwidth
 
 import medimg.bench.augment as bench_augment
 from medimg.bench import peers
@@ -19,9 +20,7 @@ TINY = bench_augment.Case("tiny 2D 2x1x12x10 f32 image + int64 mask", (2, 1, 12,
 @pytest.fixture
 def tiny_cases(monkeypatch):
     monkeypatch.setattr(bench_augment, "CASES", (TINY,))
-    real = bench_augment.copy_bandwidth
-    monkeypatch.setattr(bench_augment, "copy_bandwidth",
-                        lambda device, min_run_time: real(nbytes=1 << 20, device=device, min_run_time=0.01))
+    quick_copy_bandwidth(monkeypatch, bench_augment)
 
 
 def test_bench_augment_report(tiny_cases):

@@ -7,6 +7,7 @@ import re
 
 import pytest
 import torch
+from helpers import quick_copy_bandwidth
 
 import medimg.bench.intensity as bench_intensity
 from medimg.transforms import Normalize01
@@ -19,9 +20,7 @@ TINY = (bench_intensity.Case("tiny percentiles", "percentiles", (2, 1, 12, 10)),
 @pytest.fixture
 def tiny_cases(monkeypatch):
     monkeypatch.setattr(bench_intensity, "CASES", TINY)
-    real = bench_intensity.copy_bandwidth
-    monkeypatch.setattr(bench_intensity, "copy_bandwidth",
-                        lambda device, min_run_time: real(nbytes=1 << 20, device=device, min_run_time=0.01))
+    quick_copy_bandwidth(monkeypatch, bench_intensity)
 
 
 def test_bench_intensity_report(tiny_cases):

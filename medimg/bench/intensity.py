@@ -12,8 +12,7 @@ import torch
 from torch import Tensor
 
 from medimg.bench.peers import import_peer
-from medimg.bench.report import device_name, format_rows
-from medimg.bench.suite import Implementations, measure_cases
+from medimg.bench.suite import Implementations, reports_by_device
 from medimg.bench.timing import copy_bandwidth
 from medimg.transforms import Normalize01, RandomGamma, RandomGaussianNoise
 
@@ -101,12 +100,7 @@ def implementations(case: Case) -> Implementations:
 
 def run(min_run_time: float = 0.5, devices: tuple[str, ...] = ("cpu",)) -> str:
     """Run every case on each of `devices` ("cpu", "cuda") and return the report."""
-    reports = []
-    for device in devices:
-        bandwidth = copy_bandwidth(device=device, min_run_time=min_run_time)
-        rows = measure_cases(CASES if device == "cpu" else CUDA_CASES, implementations, min_run_time,
-                             items=lambda case: case.shape[0])
-        header = (f"intensity transforms on {device_name(device)}; copy bandwidth {bandwidth / 1e9:.1f} GB/s; "
-                  "% copy bw = bytes of the image / time / copy bandwidth")
-        reports.append(header + format_rows(rows, MEDIMG, bandwidth))
-    return "\n\n".join(reports)
+    return reports_by_device(devices, "intensity transforms",
+                             "; % copy bw = bytes of the image / time / copy bandwidth",
+                             lambda device: CASES if device == "cpu" else CUDA_CASES, implementations, MEDIMG,
+                             min_run_time, copy_bandwidth, items=lambda case: case.shape[0])

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from medimg.bench.peers import import_peer
-from medimg.bench.report import device_name, format_rows
-from medimg.bench.suite import Implementations, measure_cases
+from medimg.bench.suite import Implementations, reports_by_device
 from medimg.bench.timing import copy_bandwidth
 from medimg.ops import segmentation_stats
 
@@ -120,11 +119,6 @@ def implementations(case: Case) -> Implementations:
 def run(min_run_time: float = 0.5, devices: tuple[str, ...] = ("cpu",)) -> str:
     """Run every case on each of `devices` ("cpu", "cuda") and return the report (also the
     copy bandwidth and thread count)."""
-    reports = []
-    for device in devices:
-        bandwidth = copy_bandwidth(device=device, min_run_time=min_run_time)
-        rows = measure_cases(CASES if device == "cpu" else CUDA_CASES, implementations, min_run_time)
-        header = (f"segmentation statistics on {device_name(device)}; "
-                  f"copy bandwidth {bandwidth / 1e9:.1f} GB/s (bytes copied / s)")
-        reports.append(header + format_rows(rows, MEDIMG, bandwidth))
-    return "\n\n".join(reports)
+    return reports_by_device(devices, "segmentation statistics", " (bytes copied / s)",
+                             lambda device: CASES if device == "cpu" else CUDA_CASES, implementations, MEDIMG,
+                             min_run_time, copy_bandwidth)
