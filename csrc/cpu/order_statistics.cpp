@@ -4,7 +4,7 @@
 // x, floor((x - min) * kBuckets / (max - min)) in float64, never decreases as x grows, so the
 // k-th smallest value lies in the bucket where the counts pass k: exact, with NaN after every
 // number (as torch sorts). Normalize01's four order statistics of 32 rows of 256^2, two threads
-// here: 6 ms, against 19 ms for std::nth_element on copies of the rows and 43 ms for
+// here: 3.9 ms, against 19 ms for std::nth_element on copies of the rows and 43 ms for
 // torch.kthvalue.
 #include "cpu/order_statistics.h"
 
@@ -35,30 +35,49 @@ struct Workspace {
 template <class T>
 void select_row(const T* row, int64_t step, int64_t len, const int64_t* ks, int64_t count, int64_t* out,
                 Workspace<T>& ws) {
-  double lo = INFINITY, hi = -INFINITY;
-  int64_t first_nan = -1;
-  for (int64_t i = 0; i < len; ++i) {
-    const double x = double(row[i * step]);
-    if (x != x) {
-      if (first_nan < 0) first_nan = i;
-      continue;
+  // The range, in kLanes independent running minima and maxima: with one pair, each element
+  // waited for the previous one's min and max (3x slower). Selects, not jumps: x < lo is false
+  // for NaN, which is left out of the range and counted.
+  constexpr int kLanes = 8;
+  T lane_lo[kLanes], lane_hi[kLanes];
+  int64_t lane_nans[kLanes] = {};
+  std::fill(lane_lo, lane_lo + kLanes, T(INFINITY));
+  std::fill(lane_hi, lane_hi + kLanes, T(-INFINITY));
+  for (int64_t i0 = 0; i0 < len; i0 += kLanes) {
+    const int64_t lanes = std::min<int64_t>(kLanes, len - i0);
+    for (int64_t j = 0; j < lanes; ++j) {
+      const T x = row[(i0 + j) * step];
+      lane_lo[j] = x < lane_lo[j] ? x : lane_lo[j];
+      lane_hi[j] = x > lane_hi[j] ? x : lane_hi[j];
+      lane_nans[j] += x != x;
     }
-    lo = std::min(lo, x);
-    hi = std::max(hi, x);
+  }
+  double lo = INFINITY, hi = -INFINITY;
+  int64_t nans = 0;
+  for (int j = 0; j < kLanes; ++j) {
+    lo = std::min(lo, double(lane_lo[j]));
+    hi = std::max(hi, double(lane_hi[j]));
+    nans += lane_nans[j];
+  }
+  int64_t first_nan = -1;
+  for (int64_t i = 0; nans > 0 && first_nan < 0; ++i) {
+    if (row[i * step] != row[i * step]) first_nan = i;
   }
   // Equal-width buckets over [lo, hi]. A range that is not finite (an infinity, or a width past
   // float64's), too narrow for its reciprocal, or empty puts every value in bucket 0. The
-  // position is clamped before the conversion to an integer: NaN or out of range would be UB.
-  const double width = hi - lo, scale = double(kBuckets) / width;
-  const bool spread = width > 0.0 && std::isfinite(width) && std::isfinite(scale);
-  auto bucket = [lo, scale, spread](double x) -> int64_t {
-    const double at = spread ? (x - lo) * scale : 0.0;
-    return at > 0.0 ? (at < double(kBuckets) ? int64_t(at) : kBuckets - 1) : 0;
+  // position is clamped before the conversion to an integer (NaN or out of range would be UB):
+  // max(0, NaN) is 0.
+  const double width = hi - lo, inverse = double(kBuckets) / width;
+  const double scale = width > 0.0 && std::isfinite(width) && std::isfinite(inverse) ? inverse : 0.0;
+  auto bucket = [lo, scale](double x) -> int64_t {
+    const double at = (x - lo) * scale;
+    return int64_t(std::min(double(kBuckets - 1), 0.0 < at ? at : 0.0));
   };
   std::fill(ws.counts.begin(), ws.counts.end(), 0);
   for (int64_t i = 0; i < len; ++i) {
     const double x = double(row[i * step]);
-    ++ws.counts[size_t(x != x ? kBuckets : bucket(x))];
+    const int64_t b = bucket(x);
+    ++ws.counts[size_t(x != x ? kBuckets : b)];
   }
   // For each k: its bucket and its rank there; NaN statistics point at the first NaN.
   auto& where = ws.where;  // (bucket, rank); bucket -1: NaN

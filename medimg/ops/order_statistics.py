@@ -1,6 +1,6 @@
 """Per-row order statistics (the k-th smallest value of each row) by bucket selection in C++,
 for Normalize01's percentiles on the CPU: one call finds all of them (the four of two
-percentiles of 32 rows of 256^2: 6 ms here, against 43 ms for four torch.kthvalue calls)."""
+percentiles of 32 rows of 256^2: 3.9 ms here, against 43 ms for four torch.kthvalue calls)."""
 
 from __future__ import annotations
 
