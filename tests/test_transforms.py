@@ -768,6 +768,16 @@ def test_gamma_gradient_is_finite_at_the_sample_minimum():
     torch.autograd.gradcheck(lambda x: t(x + 0.5, generator=seeded(73))[0], (image.detach()[:1].requires_grad_(),))
 
 
+@pytest.mark.parametrize("method", [pytest.param("select", marks=needs_cpu_kernels), "sort", "kthvalue"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_percentiles_refuse_non_finite_samples_by_every_method(method, bad):
+    image = torch.rand(3, 2, 5, 6, generator=seeded(74))
+    image[2, 0, 4, 1] = bad
+    with pytest.raises(ValueError, match=r"^image: sample\(s\) \[2\] hold NaN or infinite pixels"):
+        intensity._sample_percentiles(image, (0.01, 0.99), True, method)
+    intensity._sample_percentiles(image, (0.01, 0.99), False, method)  # unchecked: no error
+
+
 def test_percentile_method_follows_the_backend():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     built = _extension.cpu is not None
