@@ -225,7 +225,7 @@ class RandomGamma(_RandomIntensity):
         if torch.is_grad_enabled() and base.requires_grad:
             # x^g has an infinite slope at 0 for g < 1, and at a sample's minimum the chain multiplies
             # it by 0 (NaN): pow reads 1 there instead and the result takes 0, with no gradient.
-            inside = base > 0
+            inside = base != 0
             curve = torch.where(inside, torch.where(inside, base, 1.0).pow(gamma), 0.0)
             return curve.mul(extent).add_(lo), mask  # autograd keeps pow's result: a new tensor
         curve = base.pow_(gamma)
