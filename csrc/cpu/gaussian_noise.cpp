@@ -14,6 +14,10 @@
 #include <cstring>
 #include <type_traits>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #include "common/dispatch.h"
 #include "common/philox.h"
 #include "common/tensor_view.h"
@@ -73,6 +77,58 @@ template <class F>
   *z1 = radius * s;
 }
 
+// Philox4x32-10 words of blocks first, first + 1, ... (counter (block, sample, 0, 0)) into
+// words[w][i] for i in [0, count). With AVX2, 8 blocks at a time by hand: the compiler's
+// vectorisation of the 32x32 -> 64-bit products shuffled between layouts, and the generator was
+// 60% of the kernel (2.6 ms for 32 x 1x256^2 here; by hand 1.7 ms, the same bits).
+void philox_words(int64_t first, int64_t count, uint32_t sample, uint32_t key0, uint32_t key1,
+                  uint32_t (*words)[kChunk]) {
+  int64_t i = 0;
+#if defined(__AVX2__)
+  const __m256i mul0 = _mm256_set1_epi32(int32_t(0xD2511F53u)), mul1 = _mm256_set1_epi32(int32_t(0xCD9E8D57u));
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  // High and low words of a * m, lane by lane: even lanes from one 32x32 -> 64 product, odd
+  // lanes (shifted down) from another.
+  auto multiply = [](__m256i a, __m256i m, __m256i* high, __m256i* low) {
+    const __m256i even = _mm256_mul_epu32(a, m), odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+    *low = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+    *high = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  };
+  for (; i + 8 <= count; i += 8) {
+    const uint64_t block = uint64_t(first + i);  // the 8 blocks share the high word unless they straddle 2^32
+    if (uint32_t(block) > 0xFFFFFFF7u) break;
+    __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(int32_t(uint32_t(block))), lanes);
+    __m256i c1 = _mm256_set1_epi32(int32_t(uint32_t(block >> 32)));
+    __m256i c2 = _mm256_set1_epi32(int32_t(sample)), c3 = _mm256_setzero_si256();
+    uint32_t k0 = key0, k1 = key1;
+    for (int round = 0; round < 10; ++round) {
+      __m256i high0, low0, high1, low1;
+      multiply(c0, mul0, &high0, &low0);
+      multiply(c2, mul1, &high1, &low1);
+      c0 = _mm256_xor_si256(_mm256_xor_si256(high1, c1), _mm256_set1_epi32(int32_t(k0)));
+      c2 = _mm256_xor_si256(_mm256_xor_si256(high0, c3), _mm256_set1_epi32(int32_t(k1)));
+      c1 = low1;
+      c3 = low0;
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(words[0] + i), c0);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(words[1] + i), c1);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(words[2] + i), c2);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(words[3] + i), c3);
+  }
+#endif
+#pragma omp simd
+  for (int64_t j = i; j < count; ++j) {
+    const uint64_t block = uint64_t(first + j);
+    const Philox4 r = philox4x32_10({{uint32_t(block), uint32_t(block >> 32), sample, 0u}}, key0, key1);
+    words[0][j] = r.v[0];
+    words[1][j] = r.v[1];
+    words[2][j] = r.v[2];
+    words[3][j] = r.v[3];
+  }
+}
+
 // out[j] = image[j] + sigma * z(sample, j) for j in [first_block * 4, min(len, end_block * 4)).
 template <class T>
 void noise_span(const T* image, T* out, T sigma, int64_t len, int64_t sample, int64_t first_block,
@@ -82,15 +138,7 @@ void noise_span(const T* image, T* out, T sigma, int64_t len, int64_t sample, in
   F normals[4][kChunk];
   for (int64_t b0 = first_block; b0 < end_block; b0 += kChunk) {
     const int64_t blocks = std::min(kChunk, end_block - b0);
-#pragma omp simd
-    for (int64_t i = 0; i < blocks; ++i) {
-      const uint64_t block = uint64_t(b0 + i);
-      const Philox4 r = philox4x32_10({{uint32_t(block), uint32_t(block >> 32), uint32_t(sample), 0u}}, key0, key1);
-      words[0][i] = r.v[0];
-      words[1][i] = r.v[1];
-      words[2][i] = r.v[2];
-      words[3][i] = r.v[3];
-    }
+    philox_words(b0, blocks, uint32_t(sample), key0, key1, words);
 #pragma omp simd
     for (int64_t i = 0; i < blocks; ++i) {
       box_muller<F>(words[0][i], words[1][i], &normals[0][i], &normals[1][i]);
