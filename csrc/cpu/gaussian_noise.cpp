@@ -85,7 +85,8 @@ void philox_words(int64_t first, int64_t count, uint32_t sample, uint32_t key0, 
                   uint32_t (*words)[kChunk]) {
   int64_t i = 0;
 #if defined(__AVX2__)
-  const __m256i mul0 = _mm256_set1_epi32(int32_t(0xD2511F53u)), mul1 = _mm256_set1_epi32(int32_t(0xCD9E8D57u));
+  const __m256i mul0 = _mm256_set1_epi32(int32_t(kPhiloxMultiplier0));
+  const __m256i mul1 = _mm256_set1_epi32(int32_t(kPhiloxMultiplier1));
   const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   // High and low words of a * m, lane by lane: even lanes from one 32x32 -> 64 product, odd
   // lanes (shifted down) from another.
@@ -109,8 +110,8 @@ void philox_words(int64_t first, int64_t count, uint32_t sample, uint32_t key0, 
       c2 = _mm256_xor_si256(_mm256_xor_si256(high0, c3), _mm256_set1_epi32(int32_t(k1)));
       c1 = low1;
       c3 = low0;
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
+      k0 += kPhiloxBump0;
+      k1 += kPhiloxBump1;
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(words[0] + i), c0);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(words[1] + i), c1);
