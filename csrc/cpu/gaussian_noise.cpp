@@ -188,13 +188,9 @@ void gaussian_noise(const TensorView& image, const TensorView& sigma, uint64_t s
                    "gaussian_noise: image, sigma and out must share one dtype");
   MEDIMG_CHECK_ARG(image.device == kCpuDevice && sigma.device == kCpuDevice && out.device == kCpuDevice,
                    "gaussian_noise: the CPU kernel needs CPU tensors");
-  if (image.dtype == DType::Float32) {
-    noise_typed<float>(image, sigma, seed, out, num_threads);
-  } else if (image.dtype == DType::Float64) {
-    noise_typed<double>(image, sigma, seed, out, num_threads);
-  } else {
-    fail_argument(std::string("image: expected float32 or float64, got ") + dtype_name(image.dtype));
-  }
+  visit_float_dtype<false>(image.dtype, "image", [&](auto tag) {
+    noise_typed<decltype(tag)>(image, sigma, seed, out, num_threads);
+  });
 }
 
 }  // namespace medimg::cpu::MEDIMG_ISA_NS

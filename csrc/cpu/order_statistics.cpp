@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/dispatch.h"
+
 namespace medimg::cpu {
 namespace {
 
@@ -156,13 +158,9 @@ void order_statistics(const TensorView& values, const int64_t* ks, int64_t count
     MEDIMG_CHECK_ARG(ks[j] >= 0 && ks[j] < len && (j == 0 || ks[j] > ks[j - 1]),
                      "ks: must be ascending, distinct and in [0, " + std::to_string(len) + ")");
   }
-  if (values.dtype == DType::Float32) {
-    select_rows<float>(values, ks, count, indices, num_threads);
-  } else if (values.dtype == DType::Float64) {
-    select_rows<double>(values, ks, count, indices, num_threads);
-  } else {
-    fail_argument(std::string("values: expected float32 or float64, got ") + dtype_name(values.dtype));
-  }
+  visit_float_dtype<false>(values.dtype, "values", [&](auto tag) {
+    select_rows<decltype(tag)>(values, ks, count, indices, num_threads);
+  });
 }
 
 }  // namespace medimg::cpu
