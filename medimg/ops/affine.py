@@ -91,9 +91,13 @@ def _one_call_allowed(input: Tensor, theta: Tensor, backend: str) -> bool:
     offsets, and nothing would see the ops skipped (direct_call_allowed: no autograd, tracing
     or mode)."""
     return (input.device.type == "cpu" and _extension.cpu is not None and backend != "torch"
-            and (input.dtype in KERNEL_DTYPES["cpu"] or input.dtype == torch.bool)
-            and theta.dtype in (torch.float32, torch.float64) and plane_offsets_fit(input)
-            and direct_call_allowed(input, theta))
+            and kernel_reads_dtype(input) and theta.dtype in (torch.float32, torch.float64)
+            and plane_offsets_fit(input) and direct_call_allowed(input, theta))
+
+
+def kernel_reads_dtype(t: Tensor) -> bool:
+    """Whether the compiled warp kernel of t's device takes t's dtype (bool as uint8)."""
+    return t.dtype in KERNEL_DTYPES.get(t.device.type, ()) or t.dtype == torch.bool
 
 
 def _warp_in_one_call(input: Tensor, theta: Tensor, mode: str, padding_mode: str, align_corners: bool,
@@ -149,12 +153,8 @@ def _pick_backend(backend: str, *inputs: Tensor) -> str:
     and the reference is batched by vmap natively."""
     if backend != "auto":
         return check_backend(backend)
-    if torch._C._are_functorch_transforms_active():
+    if torch._C._are_functorch_transforms_active() or not all(map(kernel_reads_dtype, inputs)):
         return "torch"
-    supported = KERNEL_DTYPES.get(inputs[0].device.type, ())
-    for t in inputs:
-        if t.dtype not in supported and t.dtype != torch.bool:  # bool travels as uint8
-            return "torch"
     return backend
 
 

@@ -10,8 +10,24 @@ import torch
 from torch import Tensor
 
 from medimg import _extension
-from medimg.ops._boundary import call_op, cuda_stream, direct_call_allowed, empty_output, num_threads, view
-from medimg.ops.affine import KERNEL_DTYPES, MODES, PADDING_MODES, as_codes, check_options, plane_offsets_fit
+from medimg.ops._boundary import (
+    call_op,
+    cuda_stream,
+    direct_call_allowed,
+    empty_output,
+    num_threads,
+    use_compiled,
+    view,
+)
+from medimg.ops.affine import (
+    KERNEL_DTYPES,
+    MODES,
+    PADDING_MODES,
+    as_codes,
+    check_options,
+    kernel_reads_dtype,
+    plane_offsets_fit,
+)
 
 
 def random_affine_matrices(uniform: Tensor, spec: Tensor, k: int, shear: bool, translate: bool,
@@ -89,16 +105,14 @@ def fused_warp_allowed(image: Tensor, labels: Tensor | None, mode: str, padding_
     the argument. `image` (and labels, (N, C_m, *spatial)) as RandomAffine has checked them."""
     check_options(mode, padding_mode, align_corners)
     device = image.device
-    module = {"cpu": _extension.cpu, "cuda": _extension.cuda}.get(device.type)
-    dtypes = KERNEL_DTYPES.get(device.type, ())
-    if backend == "torch" or module is None or image.dtype not in dtypes or not plane_offsets_fit(image):
+    if backend == "torch" or not use_compiled("auto", device) or not plane_offsets_fit(image):
         return False
-    if not image.is_floating_point() and mode != "nearest":
+    if image.dtype not in KERNEL_DTYPES.get(device.type, ()) or (not image.is_floating_point() and mode != "nearest"):
         return False
     if labels is None:
         return direct_call_allowed(image)
-    return (labels.device == device and (labels.dtype in dtypes or labels.dtype == torch.bool)
-            and plane_offsets_fit(labels) and direct_call_allowed(image, labels))
+    return (labels.device == device and kernel_reads_dtype(labels) and plane_offsets_fit(labels)
+            and direct_call_allowed(image, labels))
 
 
 def random_affine_warp(uniform: Tensor, spec: Tensor, k: int, shear: bool, translate: bool, image: Tensor,
