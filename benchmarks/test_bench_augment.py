@@ -2,15 +2,11 @@
 and installed peers (OpenCV, albumentations, kornia, torchvision, MONAI), on the cases of medimg.bench.augment.CASES."""
 
 import pytest
-import torch
+from suite_params import suite_params
 
 from medimg.bench import augment
 
-PARAMS = [
-    pytest.param(case, name, id=f"{case.name}|{name}")
-    for case in augment.CASES + (augment.CUDA_CASES if torch.cuda.is_available() else ())
-    for name in augment.implementations(case)
-]
+PARAMS = suite_params(augment)
 
 
 @pytest.mark.parametrize(("case", "name"), PARAMS)

@@ -7,15 +7,11 @@ ratio to the fastest; ``medimg bench conv`` prints the same comparison with GFLO
 """
 
 import pytest
-import torch
+from suite_params import suite_params
 
 from medimg.bench import conv
 
-PARAMS = [
-    pytest.param(case, name, id=f"{case.name}|{name}")
-    for case in conv.CASES + (conv.CUDA_CASES if torch.cuda.is_available() else ())
-    for name in conv.implementations(case)
-]
+PARAMS = suite_params(conv)
 
 
 @pytest.mark.parametrize(("case", "name"), PARAMS)

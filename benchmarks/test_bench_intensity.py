@@ -2,15 +2,11 @@
 kornia), on the cases of medimg.bench.intensity.CASES."""
 
 import pytest
-import torch
+from suite_params import suite_params
 
 from medimg.bench import intensity
 
-PARAMS = [
-    pytest.param(case, name, id=f"{case.name}|{name}")
-    for case in intensity.CASES + (intensity.CUDA_CASES if torch.cuda.is_available() else ())
-    for name in intensity.implementations(case)
-]
+PARAMS = suite_params(intensity)
 
 
 @pytest.mark.parametrize(("case", "name"), PARAMS)

@@ -7,15 +7,11 @@ and the fraction of copy bandwidth.
 """
 
 import pytest
-import torch
+from suite_params import suite_params
 
 from medimg.bench import metrics
 
-PARAMS = [
-    pytest.param(case, name, id=f"{case.name}|{name}")
-    for case in metrics.CASES + (metrics.CUDA_CASES if torch.cuda.is_available() else ())
-    for name in metrics.implementations(case)
-]
+PARAMS = suite_params(metrics)
 
 
 @pytest.mark.parametrize(("case", "name"), PARAMS)

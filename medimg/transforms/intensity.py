@@ -4,9 +4,8 @@ Each is called as ``image, mask = t(image, mask=None, generator=None)`` on a flo
 (N, C, H, W) or (N, C, D, H, W), and returns an image of the same shape and dtype; the mask
 passes through unchanged. Random transforms apply to each sample with probability ``p``.
 They work in place in fresh buffers, one per transform (two for RandomGamma where autograd
-records it), bit for bit the
-out-of-place formula, rather than allocating one per operation (RandomContrast's arithmetic on
-32 x 1x256^2: 0.23 ms against 0.38 ms here).
+records it), bit for bit the out-of-place formula, rather than allocating one per operation
+(RandomContrast's arithmetic on 32 x 1x256^2: 0.23 ms against 0.38 ms here).
 Transforms built on per-sample statistics (Normalize01, RandomGamma, RandomContrast) refuse
 a sample with NaN or infinite pixels, which would spread over the whole sample through its
 statistic; on CUDA that check is a device sync, which ``check_finite=False`` skips. The
