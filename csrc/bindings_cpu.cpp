@@ -82,12 +82,8 @@ bool affine_warp_theta(const TensorView& input, const TensorView& theta, const T
   std::vector<double> buffer(size_t(n * k * (k + 1)));
   const bool finite = medimg::cpu::pixel_coefficients(theta, constants, buffer.data());
   if (check_finite && !finite) return false;
-  TensorView coeffs;
-  coeffs.data = buffer.data();
-  coeffs.dtype = medimg::DType::Float64;
-  coeffs.ndim = 3;
-  coeffs.sizes[0] = n, coeffs.sizes[1] = k, coeffs.sizes[2] = k + 1;
-  coeffs.strides[0] = k * (k + 1), coeffs.strides[1] = k + 1, coeffs.strides[2] = 1;
+  const int64_t sizes[3] = {n, k, k + 1}, strides[3] = {k * (k + 1), k + 1, 1};
+  const TensorView coeffs = medimg::view_of(buffer.data(), medimg::DType::Float64, 3, sizes, strides);
   medimg::cpu::active_kernels().affine_warp(input, coeffs, out, interp, padding, align_corners, num_threads);
   return true;
 }

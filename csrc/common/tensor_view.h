@@ -83,6 +83,22 @@ inline bool is_contiguous(const TensorView& v) {
   return true;
 }
 
+// A view of memory that does not come from Python: C++ scratch (a few numbers, never a tensor
+// an op returns) or a test's buffers. Sizes and strides in elements, ndim <= kMaxDims.
+inline TensorView view_of(void* data, DType dtype, int32_t ndim, const int64_t* sizes, const int64_t* strides,
+                          int32_t device = kCpuDevice) {
+  TensorView v;
+  v.data = data;
+  v.dtype = dtype;
+  v.ndim = ndim;
+  v.device = device;
+  for (int d = 0; d < ndim; ++d) {
+    v.sizes[d] = sizes[d];
+    v.strides[d] = strides[d];
+  }
+  return v;
+}
+
 inline void check_view(const TensorView& v, const char* name, int ndim) {
   MEDIMG_CHECK_ARG(v.ndim == ndim, std::string(name) + ": expected a " + std::to_string(ndim) +
                                        "-d view, got " + std::to_string(v.ndim) + "-d");

@@ -75,19 +75,6 @@ struct Launch {
   }
 };
 
-TensorView make_view(void* data, DType dtype, int32_t ndim, const int64_t* sizes, const int64_t* strides) {
-  TensorView v;
-  v.data = data;
-  v.dtype = dtype;
-  v.ndim = ndim;
-  v.device = 0;
-  for (int d = 0; d < ndim; ++d) {
-    v.sizes[d] = sizes[d];
-    v.strides[d] = strides[d];
-  }
-  return v;
-}
-
 }  // namespace
 
 // grad_out: contiguous, input's shape and dtype (float32 or float64); input: any strides;
@@ -98,8 +85,8 @@ extern "C" int emulate_affine_backward(void* grad_out, void* input, int32_t dtyp
                                        const int64_t* contiguous_strides, const int64_t* input_strides,
                                        const double* coeffs, void* grad_input, double* grad_coeffs, int32_t interp,
                                        int32_t padding, int32_t align, int64_t chunk) {
-  const TensorView gout = make_view(grad_out, DType(dtype), ndim, sizes, contiguous_strides);
-  const TensorView in = make_view(input, DType(dtype), ndim, sizes, input_strides);
+  const TensorView gout = view_of(grad_out, DType(dtype), ndim, sizes, contiguous_strides, 0);  // device 0: CUDA's
+  const TensorView in = view_of(input, DType(dtype), ndim, sizes, input_strides, 0);
   switch (DType(dtype)) {
     case DType::Float32:
       visit_warp_modes(ndim - 2, interp, padding,

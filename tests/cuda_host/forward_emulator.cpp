@@ -65,15 +65,7 @@ void emulate(const TensorView& input, const double* coeffs, void* out, int32_t i
 extern "C" int emulate_affine_forward(void* data, int32_t dtype, int32_t ndim, const int64_t* sizes,
                                       const int64_t* strides, const double* coeffs, void* out, int32_t interp,
                                       int32_t padding, int32_t align, uint32_t max_grid_yz) {
-  TensorView input;
-  input.data = data;
-  input.dtype = DType(dtype);
-  input.ndim = ndim;
-  input.device = 0;
-  for (int d = 0; d < ndim; ++d) {
-    input.sizes[d] = sizes[d];
-    input.strides[d] = strides[d];
-  }
+  const TensorView input = view_of(data, DType(dtype), ndim, sizes, strides, 0);  // device 0: CUDA's
   switch (input.dtype) {
     case DType::Float32: emulate<float>(input, coeffs, out, interp, padding, align != 0, max_grid_yz); return 0;
     case DType::Float64: emulate<double>(input, coeffs, out, interp, padding, align != 0, max_grid_yz); return 0;
