@@ -393,8 +393,7 @@ def test_affine_gradients_through_the_ops():
 def test_affine_matrices_opcheck_and_bad_views(spatial):
     k = len(spatial)
     t = RandomAffine(**AFFINE_KWARGS)
-    spec = affine_transform._kernel_spec(t._draw_spec(k), spatial, False, CPU)
-    columns = len(affine_transform._draw_layout(t._draw_spec(k), spatial, False, CPU, np).low)
+    spec, columns, _, _ = affine_transform._kernel_spec(t._draw_spec(k), spatial, False, CPU)
     uniform = torch.rand(5, columns, generator=seeded(36), dtype=torch.float64)
     torch.library.opcheck(torch.ops.medimg.random_affine.default, (uniform, spec, k, True, True, True))
     with pytest.raises(ValueError, match="spec"):

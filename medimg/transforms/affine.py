@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -159,11 +160,9 @@ class RandomAffine:
         """The batch's uniform draws (N, columns) float64 on `device`, and what the kernel
         (medimg.ops.random_affine) reads with them: _kernel_spec on `device`, and whether the
         shear and translation columns are drawn."""
-        spec = self._draw_spec(len(spatial))
-        layout = _draw_layout(spec, spatial, self.align_corners, torch.device("cpu"), np)  # the columns
-        uniform = torch.rand(n, len(layout.low), device=device, generator=generator, dtype=torch.float64)
-        return (uniform, _kernel_spec(spec, spatial, self.align_corners, device), layout.shear is not None,
-                layout.translate is not None)
+        spec = _kernel_spec(self._draw_spec(len(spatial)), spatial, self.align_corners, device)
+        uniform = torch.rand(n, spec.columns, device=device, generator=generator, dtype=torch.float64)
+        return uniform, spec.values, spec.shear, spec.translate
 
     def _draw_spec(self, k: int) -> tuple:
         """The parameters that shape sample_theta's draws for k spatial dims, hashable."""
@@ -229,14 +228,25 @@ def _draw_layout(spec: tuple, spatial: tuple[int, ...], align_corners: bool, dev
         identity=array([[float(r == a) for a in range(k + 1)] for r in range(k)]))
 
 
+class _KernelSpec(NamedTuple):
+    """What medimg.ops.random_affine's kernel reads beside the draws: `values`, the draw layout
+    and pixel_coefficients' constants as one float64 vector (order in
+    csrc/common/random_affine.h), and the layout's column count and optional columns."""
+
+    values: Tensor
+    columns: int
+    shear: bool
+    translate: bool
+
+
 @constant_cache
-def _kernel_spec(spec: tuple, spatial: tuple[int, ...], align_corners: bool, device: torch.device) -> Tensor:
-    """The draw layout and pixel_coefficients' constants as the one float64 vector that
-    medimg.ops.random_affine's kernel reads (order in csrc/common/random_affine.h)."""
+def _kernel_spec(spec: tuple, spatial: tuple[int, ...], align_corners: bool, device: torch.device) -> _KernelSpec:
+    """The kernel's spec for these draw parameters, sizes and align_corners, on `device`."""
     layout = _draw_layout(spec, spatial, align_corners, torch.device("cpu"), np)
     parts = [layout.low, layout.span, layout.probabilities, layout.ratio.ravel(),
              np.array(coefficient_constants(spatial, align_corners), dtype=np.float64).ravel()]
-    return torch.from_numpy(np.concatenate(parts)).to(device)
+    return _KernelSpec(torch.from_numpy(np.concatenate(parts)).to(device), len(layout.low), layout.shear is not None,
+                       layout.translate is not None)
 
 
 def _compose_theta(uniform: Array, layout: _DrawLayout, xp: ModuleType) -> Array:
