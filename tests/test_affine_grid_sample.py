@@ -426,6 +426,31 @@ def test_rows_wider_than_a_kernel_segment(cpu_isa, dims):
         assert warped.dtype == dtype and torch.equal(warped.long(), nearest.long()), dtype
 
 
+# Outputs of 8 MiB and more, with rows of odd byte lengths (unaligned for the streaming stores).
+STREAMED_CASES = [
+    ((3, 2, 301, 611), torch.int64, "nearest"),
+    ((3, 1, 1700, 1701), torch.uint8, "nearest"),
+    ((3, 1, 1000, 1003), torch.float32, "bilinear"),
+    ((3, 2, 431, 433), torch.float64, "bilinear"),
+    ((2, 1, 101, 103, 105), torch.float32, "bilinear"),
+]
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "border"])
+@pytest.mark.parametrize(("shape", "dtype", "mode"), STREAMED_CASES, ids=str)
+def test_large_outputs_equal_the_same_warp_per_sample(cpu_isa, shape, dtype, mode, padding_mode):
+    """A batch whose output reaches 8 MiB is written a row at a time with non-temporal stores
+    (AVX2); one sample at a time stays below that and takes the plain stores. Both bit for bit,
+    zero-padded row ends included (rotations by any angle)."""
+    gen = torch.Generator().manual_seed(case_seed(shape, dtype, padding_mode))
+    x = random_input(shape, dtype, gen)
+    theta = random_theta(shape[0], len(shape) - 2, "mild", gen, torch.float32)
+    assert x.numel() * x.element_size() >= 8 << 20 > x[0].numel() * x.element_size()
+    batch = affine_grid_sample(x, theta, mode, padding_mode, backend="medimg")
+    per_sample = torch.cat([affine_grid_sample(x[i : i + 1], theta[i : i + 1], mode, padding_mode, backend="medimg")
+                            for i in range(shape[0])])
+    assert torch.equal(batch, per_sample)
+
 def assert_nearest_scatter_is_the_forward_read(device: torch.device | str, dims: int, theta_kind: str) -> None:
     """The nearest backward sends each output's gradient to the very pixel the forward read, at
     exact ties (a shift of half a pixel: 1/1024 is exact, so every coordinate is k + 0.5) and
