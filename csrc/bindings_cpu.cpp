@@ -113,6 +113,12 @@ void gaussian_noise(const TensorView& image, const TensorView& sigma, uint64_t s
   medimg::cpu::active_kernels().gaussian_noise(image, sigma, seed, out, num_threads);
 }
 
+void gamma_curve(const TensorView& image, const TensorView& gamma, const TensorView& low, const TensorView& extent,
+                 const TensorView& out, int num_threads) {
+  py::gil_scoped_release released;
+  medimg::cpu::active_kernels().gamma_curve(image, gamma, low, extent, out, num_threads);
+}
+
 void order_statistics(const TensorView& values, const std::vector<int64_t>& ks, const TensorView& indices,
                       int num_threads) {
   py::gil_scoped_release released;
@@ -220,6 +226,9 @@ PYBIND11_MODULE(_C, m) {
         "random_affine, then image -> image_out (interp) and labels -> labels_out (nearest) by its coeffs.");
   m.def("gaussian_noise", &gaussian_noise, py::arg("image"), py::arg("sigma"), py::arg("seed"), py::arg("out"),
         py::arg("num_threads"), "out = image + sigma[n] * N(0, 1) noise from Philox4x32-10 under seed.");
+  m.def("gamma_curve", &gamma_curve, py::arg("image"), py::arg("gamma"), py::arg("low"), py::arg("extent"),
+        py::arg("out"), py::arg("num_threads"),
+        "out = clamp((image - low[n]) / extent[n], 0, 1) ** gamma[n] * extent[n] + low[n], float32.");
   m.def("order_statistics", &order_statistics, py::arg("values"), py::arg("ks"), py::arg("indices"),
         py::arg("num_threads"),
         "indices (N, K) int64: per row of values (N, L), where its ks[j]-th smallest value lies (NaN last).");

@@ -681,6 +681,21 @@ def test_gamma_formula():
     torch.testing.assert_close(out.flatten(1).amax(1), image.flatten(1).amax(1), rtol=0, atol=1e-12)
 
 
+@needs_cpu_kernels
+def test_gamma_kernel_and_formula_agree():
+    """float32 on the CPU takes medimg.ops.gamma_curve's kernel: the same draws as the torch
+    formula, within the power's error (test_gamma_curve.py), the untransformed samples bit for bit."""
+    image = torch.rand(16, 2, 9, 10, generator=seeded(57)) * 3 - 1
+    kernel, _ = RandomGamma(p=0.5, backend="medimg")(image, generator=seeded(58))
+    formula, _ = RandomGamma(p=0.5, backend="torch")(image, generator=seeded(58))
+    extent = (image.flatten(1).amax(1) - image.flatten(1).amin(1)).view(-1, 1, 1, 1)
+    assert bool(((kernel - formula).abs() <= 2e-6 * extent + 2.0**-22 * formula.abs()).all())
+    same = (kernel == formula).flatten(1).all(1)
+    assert 2 <= int(same.sum()) <= 14
+    with pytest.raises(ValueError, match=r"^backend: "):
+        RandomGamma(backend="fast")
+
+
 def test_noise_std_in_range():
     image = torch.zeros(8, 1, 64, 64)
     out, _ = RandomGaussianNoise(std=(0.1, 0.2), p=1)(image, generator=seeded(56))

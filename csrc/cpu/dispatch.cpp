@@ -10,11 +10,13 @@ namespace {
 
 constexpr KernelTable kBaseline{"baseline",          &baseline::seg_stats,   &baseline::soft_dice_stats,
                                 &baseline::soft_dice_backward, &baseline::affine_warp, &baseline::affine_warp_backward,
-                                &baseline::conv2d_forward, &baseline::conv2d_grad_weight, &baseline::gaussian_noise};
+                                &baseline::conv2d_forward, &baseline::conv2d_grad_weight, &baseline::gaussian_noise,
+                                &baseline::gamma_curve};
 #if defined(MEDIMG_HAVE_AVX2)
 constexpr KernelTable kAvx2{"avx2",          &avx2::seg_stats,   &avx2::soft_dice_stats,
                             &avx2::soft_dice_backward, &avx2::affine_warp, &avx2::affine_warp_backward,
-                            &avx2::conv2d_forward, &avx2::conv2d_grad_weight, &avx2::gaussian_noise};
+                            &avx2::conv2d_forward, &avx2::conv2d_grad_weight, &avx2::gaussian_noise,
+                            &avx2::gamma_curve};
 
 bool cpu_has_avx2() {
   __builtin_cpu_init();

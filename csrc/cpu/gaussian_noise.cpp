@@ -22,32 +22,12 @@
 #include "common/philox.h"
 #include "common/tensor_view.h"
 #include "cpu/kernels.h"
+#include "cpu/unit_math.h"
 
 namespace medimg::cpu::MEDIMG_ISA_NS {
 namespace {
 
 constexpr int64_t kChunk = 256;  // Philox blocks (4 elements each) per pass of the loops below
-
-// ln(u) for u in (0, 1]: u = m 2^e with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s) with
-// s = (m - 1) / (m + 1), |s| <= 0.1716, by its series to s^11 (truncation below 2e-11).
-template <class F>
-[[gnu::always_inline]] inline F log_unit(F u) {
-  using Bits = std::conditional_t<std::is_same_v<F, float>, uint32_t, uint64_t>;
-  constexpr int kMantissa = std::is_same_v<F, float> ? 23 : 52;
-  constexpr Bits kExponentOne = std::is_same_v<F, float> ? Bits(127) : Bits(1023);
-  Bits bits;
-  std::memcpy(&bits, &u, sizeof(F));
-  F exponent = F(int64_t(bits >> kMantissa) - int64_t(kExponentOne));
-  const Bits mantissa_bits = (bits & ((Bits(1) << kMantissa) - 1)) | (kExponentOne << kMantissa);
-  F m;
-  std::memcpy(&m, &mantissa_bits, sizeof(F));  // in [1, 2)
-  const bool high = m > F(1.4142135623730951);
-  m = high ? m * F(0.5) : m;
-  exponent = high ? exponent + F(1) : exponent;
-  const F s = (m - F(1)) / (m + F(1)), s2 = s * s;
-  const F series = F(1) + s2 * (F(1) / 3 + s2 * (F(1) / 5 + s2 * (F(1) / 7 + s2 * (F(1) / 9 + s2 * (F(1) / 11)))));
-  return exponent * F(0.6931471805599453) + F(2) * s * series;
-}
 
 // cos and sin of 2 pi t for t in [0, 1): the quarter turn q nearest 4t, then Taylor series of
 // the rest x in [-pi/4, pi/4] (to x^12 and x^11: truncation below 1e-11).

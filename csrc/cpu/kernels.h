@@ -31,6 +31,8 @@ struct ConvGeometry {
 // conv2d_grad_weight: grad_out (N, OC, OH, OW), input as above; grad_weight contiguous.
 // gaussian_noise: out = image + sigma[n] * z, image and out contiguous (N, ...), sigma (N,), one
 //   float dtype; z from Philox4x32-10 under `seed` (cpu/gaussian_noise.cpp).
+// gamma_curve: out = clamp((image - low[n]) / extent[n], 0, 1) ^ gamma[n] * extent[n] + low[n],
+//   image and out contiguous float32 (N, ...), the rest float32 (N,) (cpu/gamma_curve.cpp).
 #define MEDIMG_CPU_KERNEL_DECLS                                                                 \
   LabelError seg_stats(const TensorView& pred, const TensorView& target, const TensorView& out, \
                        int64_t num_classes, bool has_ignore, int64_t ignore_index, int num_threads); \
@@ -49,7 +51,9 @@ struct ConvGeometry {
   void conv2d_grad_weight(const TensorView& grad_out, const TensorView& input, const TensorView& grad_weight,   \
                           const ConvGeometry& geometry, int num_threads);                                     \
   void gaussian_noise(const TensorView& image, const TensorView& sigma, uint64_t seed, const TensorView& out,   \
-                      int num_threads);
+                      int num_threads);                                                                          \
+  void gamma_curve(const TensorView& image, const TensorView& gamma, const TensorView& low,                     \
+                   const TensorView& extent, const TensorView& out, int num_threads);
 
 namespace baseline {
 MEDIMG_CPU_KERNEL_DECLS
@@ -69,6 +73,7 @@ struct KernelTable {
   decltype(&baseline::conv2d_forward) conv2d_forward;
   decltype(&baseline::conv2d_grad_weight) conv2d_grad_weight;
   decltype(&baseline::gaussian_noise) gaussian_noise;
+  decltype(&baseline::gamma_curve) gamma_curve;
 };
 
 const KernelTable& active_kernels();

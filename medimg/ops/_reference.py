@@ -125,3 +125,20 @@ def gaussian_noise(image: Tensor, sigma: Tensor, seed: Tensor) -> Tensor:
         normals += [radius * torch.cos(angle), radius * torch.sin(angle)]
     z = torch.stack(normals, dim=-1).reshape(n, -1)[:, :length]
     return (flat.double() + sigma.double()[:, None] * z).to(image.dtype).reshape(image.shape)
+
+
+def gamma_curve(image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor) -> Tensor:
+    """clamp((image - low) / extent, 0, 1) ** gamma * extent + low, with (N,) gamma, low and extent
+    per sample. Where autograd records it, pow reads 1 at a base of 0 and the result takes 0
+    there: x ** g has an infinite slope at 0 for g < 1, which the chain would multiply by 0 (NaN)
+    at each sample's minimum. Otherwise in place in one fresh buffer: a second image-sized
+    temporary cost more than pow itself where the allocator hands memory back to the system in
+    between (32 x 1x256^2 here: 9.5 ms, in place 3.0)."""
+    shape = (-1,) + (1,) * (image.dim() - 1)
+    gamma, low, extent = gamma.view(shape), low.view(shape), extent.view(shape)
+    base = (image - low).div_(extent).clamp_(0.0, 1.0)
+    if torch.is_grad_enabled() and (base.requires_grad or gamma.requires_grad):
+        inside = base != 0
+        curve = torch.where(inside, torch.where(inside, base, 1.0).pow(gamma), 0.0)
+        return curve.mul(extent).add_(low)  # autograd keeps pow's result: a new tensor
+    return base.pow_(gamma).mul_(extent).add_(low)

@@ -1,0 +1,91 @@
+"""Gamma curve of each sample on its own intensity range in one pass (RandomGamma's arithmetic),
+on the CPU: torch.pow calls libm's powf one element at a time (32 x 1x256^2 float32: 8 ms for
+pow alone on the 2-core CPU here), the kernel raises to the power in vectorised arithmetic."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from medimg import _extension
+from medimg.ops import _reference
+from medimg.ops._boundary import call_op, check_backend, check_tensor, empty_output, num_threads, tracing, view
+
+
+def gamma_curve(image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor, *, backend: str = "auto") -> Tensor:
+    """``clamp((image - low) / extent, 0, 1) ** gamma * extent + low`` per sample.
+
+    The curve maps each sample's range [low, low + extent] onto itself: gamma below 1 brightens
+    mid-tones, above 1 darkens them.
+
+    Args:
+        image: (N, ...) floating.
+        gamma: (N,) exponents > 0; low: (N,) and extent: (N,) > 0, each sample's range. All
+            three in image's dtype, on its device. Their values are checked on the CPU only
+            (elsewhere each check would wait for the device).
+        backend: "auto" (the CPU kernel for float32 where it is built and no gradient is
+            recorded; otherwise the formula in torch ops, medimg.ops._reference), "medimg"
+            (insist on the kernel) or "torch" (the formula; differentiable).
+
+    Returns:
+        A new contiguous tensor, image's shape and dtype. The kernel computes the power as
+        e^(gamma ln b) in float32 arithmetic: within about (1 + |gamma ln b|) * 2^-22 of
+        torch.pow relative to the result (b: the clamped base), bases below 2^-126 count as 0,
+        and a sample whose gamma is exactly 1 equals the formula bit for bit.
+    """
+    check_backend(backend)
+    for name, t in (("image", image), ("gamma", gamma), ("low", low), ("extent", extent)):
+        check_tensor(name, t)
+    if image.dim() < 1 or not image.is_floating_point():
+        raise ValueError(f"image: expected a floating (N, ...) tensor, got {image.dtype} {tuple(image.shape)}")
+    for name, t in (("gamma", gamma), ("low", low), ("extent", extent)):
+        if tuple(t.shape) != (image.shape[0],) or t.dtype != image.dtype or t.device != image.device:
+            raise ValueError(f"{name}: expected {image.dtype} ({image.shape[0]},) on {image.device}, got {t.dtype} "
+                             f"{tuple(t.shape)} on {t.device}")
+    if image.device.type == "cpu" and not tracing():  # on a GPU each check would be a device sync
+        if not bool((gamma > 0).all()):
+            raise ValueError("gamma: every exponent must be > 0")
+        if bool((extent <= 0).any()):  # NaN passes: a NaN sample (unchecked upstream) stays NaN
+            raise ValueError("extent: every range must be > 0")
+    if not _kernel_applies(backend, image, gamma, low, extent):
+        return _reference.gamma_curve(image, gamma, low, extent)
+    if image.device.type != "cpu" or image.dtype != torch.float32:
+        raise ValueError(f"image: the gamma kernel takes float32 on the CPU, got {image.dtype} on {image.device}; "
+                         "pass backend='torch'")
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (image, gamma, low, extent)):
+        raise ValueError("image: the gamma kernel is not differentiable; pass backend='torch' (or 'auto')")
+    return call_op(torch.ops.medimg.gamma_curve, _KERNELS, image, gamma, low, extent)
+
+
+def _kernel_applies(backend: str, image: Tensor, *params: Tensor) -> bool:
+    """Whether `backend` runs the kernel: "medimg" always (the caller then checks that it can);
+    "auto" for float32 CPU tensors where the module is built, outside torch.func transforms and
+    while no gradient is recorded."""
+    if backend != "auto":
+        return backend == "medimg"
+    recording = torch.is_grad_enabled() and any(t.requires_grad for t in (image, *params))
+    return (image.device.type == "cpu" and image.dtype == torch.float32 and _extension.cpu is not None
+            and not recording and not torch._C._are_functorch_transforms_active())
+
+
+@torch.library.custom_op("medimg::gamma_curve", mutates_args=())
+def _gamma_curve_op(image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor) -> Tensor:
+    raise NotImplementedError(f"medimg::gamma_curve has no kernel for device {image.device.type}")
+
+
+@_gamma_curve_op.register_fake
+def _(image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor) -> Tensor:
+    return torch.empty_like(image, memory_format=torch.contiguous_format)
+
+
+@_gamma_curve_op.register_kernel("cpu")
+def _gamma_curve_cpu(image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor) -> Tensor:
+    module = _extension.require(_extension.cpu, _extension.cpu_error, "gamma_curve on the CPU")
+    image = image.contiguous()
+    out = empty_output(image.shape, image.dtype)
+    module.gamma_curve(view(image), view(gamma.contiguous()), view(low.contiguous()), view(extent.contiguous()),
+                       view(out), num_threads())
+    return out
+
+
+_KERNELS = {"cpu": _gamma_curve_cpu}
