@@ -83,11 +83,12 @@ def test_ends_of_the_range_nan_and_infinity(cpu_isa):
 
 
 def test_threads_instruction_sets_and_layout_agree():
-    """The same bits whatever the thread count; non-contiguous input reads as its values; the
-    baseline and AVX2 kernels within the power's error of each other."""
+    """The same bits whatever the thread count (the batch is large enough for several threads);
+    non-contiguous input reads as its values; the baseline and AVX2 kernels within the power's
+    error of each other."""
     from medimg import _extension
 
-    image, gamma, low, extent = batch((5, 1, 64, 70), 3)
+    image, gamma, low, extent = batch((3, 1, 200, 200), 3)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -106,6 +107,46 @@ def test_threads_instruction_sets_and_layout_agree():
             _extension.cpu.select_isa(previous)
 
 
+@pytest.mark.parametrize("shape", [(3, 2, 5, 7), (2, 3, 4, 5, 6)], ids=str)
+def test_channels_last_keeps_its_layout(shape):
+    """A channels-last batch is walked in memory order and comes out channels-last, with the
+    values of the contiguous batch, as the formula in torch ops keeps it."""
+    image, gamma, low, extent = batch(shape, 8)
+    layout = torch.channels_last if image.dim() == 4 else torch.channels_last_3d
+    got = gamma_curve(image.contiguous(memory_format=layout), gamma, low, extent, backend="medimg")
+    assert got.is_contiguous(memory_format=layout) and not got.is_contiguous()
+    assert torch.equal(got, gamma_curve(image, gamma, low, extent, backend="medimg"))
+    expected = _reference.gamma_curve(image.contiguous(memory_format=layout), gamma, low, extent)
+    assert got.stride() == expected.stride()
+
+
+@pytest.mark.parametrize("shape", [(0, 1, 4, 4), (2, 0, 4), (3, 1, 0, 5)], ids=str)
+def test_empty_batches(shape):
+    image = torch.zeros(shape)
+    params = torch.ones(shape[0])
+    for backend in ("auto", "medimg", "torch"):
+        got = gamma_curve(image, params * 2, params * 0, params, backend=backend)
+        assert got.shape == image.shape and got.dtype == image.dtype
+
+
+def test_an_infinite_exponent_through_the_bare_op():
+    """Python rejects gamma = inf; the op called directly still gives pow's answer: 1 for a base
+    of 1, 0 below it."""
+    image = torch.tensor([[0.0, 0.5, 1.0]])
+    got = torch.ops.medimg.gamma_curve(image, torch.tensor([math.inf]), torch.zeros(1), torch.ones(1))
+    assert got.tolist() == [[0.0, 0.0, 1.0]]
+
+
+def test_vmap_runs_the_formula_without_reading_values():
+    image, gamma, low, extent = batch((4, 1, 6, 7), 9)
+
+    def one_sample(x: Tensor, g: Tensor, lo: Tensor, e: Tensor) -> Tensor:
+        return gamma_curve(x[None], g[None], lo[None], e[None])[0]
+
+    got = torch.func.vmap(one_sample)(image, gamma, low, extent)
+    torch.testing.assert_close(got, _reference.gamma_curve(image, gamma, low, extent), rtol=0, atol=0)
+
+
 def test_auto_takes_the_formula_for_gradients_and_other_dtypes():
     image, gamma, low, extent = batch((2, 1, 5, 6), 4)
     leaf = image.clone().requires_grad_()
@@ -114,15 +155,35 @@ def test_auto_takes_the_formula_for_gradients_and_other_dtypes():
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
     f64 = [t.double() for t in (image, gamma, low, extent)]
     assert torch.equal(gamma_curve(*f64), _reference.gamma_curve(*f64))
-    with pytest.raises(ValueError, match=r"^image: the gamma kernel is not differentiable"):
+    with pytest.raises(ValueError, match=r"^image: requires grad, and the gamma kernel is not differentiable"):
         gamma_curve(leaf, gamma, low, extent, backend="medimg")
+    with pytest.raises(ValueError, match=r"^gamma: requires grad"):
+        gamma_curve(image, gamma.clone().requires_grad_(), low, extent, backend="medimg")
     with pytest.raises(ValueError, match=r"^image: the gamma kernel takes float32 on the CPU"):
         gamma_curve(*f64, backend="medimg")
 
 
+def test_auto_skips_the_baseline_build():
+    """Where only the baseline kernel runs (four lanes, no FMA: slower than torch's formula),
+    "auto" takes the formula; with a wider instruction set, the kernel."""
+    from medimg import _extension
+
+    image, gamma, low, extent = batch((4, 1, 30, 40), 10)
+    formula = _reference.gamma_curve(image, gamma, low, extent)
+    try:
+        for isa in _extension.cpu.supported_isas():
+            _extension.cpu.select_isa(isa)
+            expected = formula if isa == "baseline" else gamma_curve(image, gamma, low, extent, backend="medimg")
+            assert torch.equal(gamma_curve(image, gamma, low, extent), expected)
+    finally:
+        _extension.cpu.select_isa("auto")
+
+
 def test_opcheck():
-    image, gamma, low, extent = batch((3, 1, 6, 7), 5)
-    torch.library.opcheck(torch.ops.medimg.gamma_curve.default, (image, gamma, low, extent))
+    image, gamma, low, extent = batch((3, 2, 6, 7), 5)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        args = (image.contiguous(memory_format=layout), gamma, low, extent)
+        torch.library.opcheck(torch.ops.medimg.gamma_curve.default, args)
 
 
 def _bad_cases():
@@ -132,7 +193,8 @@ def _bad_cases():
         ((image, gamma[:1], low, extent), ValueError, r"^gamma: expected torch.float32 \(2,\)"),
         ((image, gamma, low.double(), extent), ValueError, r"^low: expected torch.float32"),
         ((image, gamma, low, extent[None]), ValueError, r"^extent: expected"),
-        ((image, -gamma, low, extent), ValueError, r"^gamma: every exponent must be > 0"),
+        ((image, -gamma, low, extent), ValueError, r"^gamma: every exponent must be finite and > 0"),
+        ((image, gamma / 0, low, extent), ValueError, r"^gamma: every exponent must be finite and > 0"),
         ((image, gamma, low, extent * 0), ValueError, r"^extent: every range must be > 0"),
         ((image.numpy(), gamma, low, extent), TypeError, r"^image: expected a torch.Tensor"),
     ]

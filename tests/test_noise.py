@@ -126,6 +126,14 @@ def test_non_contiguous_image_and_gradient():
     assert torch.equal(grad, torch.full_like(grad, 3))
 
 
+@pytest.mark.parametrize("shape", [(0, 1, 4, 4), (2, 0, 4), (3, 1, 0, 5)], ids=str)
+def test_empty_batches(shape):
+    image = torch.zeros(shape, requires_grad=True)
+    for backend in ("auto", "medimg", "torch"):
+        out = gaussian_noise(image, torch.ones(shape[0]), seed(1), backend=backend)
+        assert out.shape == image.shape and out.requires_grad
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape", [(3, 1), (2, 5), (2, 1, 33, 31)], ids=str)
 def test_kernel_equals_the_reference(shape, dtype):

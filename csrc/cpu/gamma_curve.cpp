@@ -22,8 +22,8 @@ constexpr int64_t kSpan = int64_t(1) << 14;  // elements per task: threads share
 constexpr float kLn2Times24 = 16.635532333438687f;
 
 // Elements [0, count) of one sample. A subnormal base is scaled by 2^24 into the normal range
-// before its logarithm; a power below the smallest normal float comes out as 0; NaN stays NaN,
-// as in clamp and pow.
+// before its logarithm; a power below e^-87.5 comes out as 0; a base of 1 gives 1 whatever
+// gamma (also an infinite one, as pow); NaN stays NaN, as in clamp and pow.
 void curve_span(const float* in, float* out, int64_t count, float gamma, float low, float extent) {
   if (gamma == 1.0f) {
 #pragma omp simd
@@ -40,7 +40,7 @@ void curve_span(const float* in, float* out, int64_t count, float gamma, float l
     const bool subnormal = b < FLT_MIN;
     const float ln_b = log_unit(subnormal ? b * 0x1p24f : b) - (subnormal ? kLn2Times24 : 0.0f);
     const float power = exp_nonpositive(gamma * ln_b);
-    out[i] = (b > 0.0f ? power : b == b ? 0.0f : b) * extent + low;
+    out[i] = (b >= 1.0f ? 1.0f : b > 0.0f ? power : b == b ? 0.0f : b) * extent + low;
   }
 }
 

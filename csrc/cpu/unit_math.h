@@ -54,12 +54,15 @@ template <class F>
 // e^y for y <= 0 in float32: y = n ln 2 + r with |r| <= ln(2) / 2 (Cody-Waite: ln 2 in two
 // parts, the first exact times any n here), e^r by its Taylor series to r^7 (truncation below
 // 1e-8, a sixth of an ulp), times 2^n built from its bits (n >= -126 from y >= -87.5: results
-// just below 2^-126 come out subnormal). 0 below -87.5, and for -inf or NaN.
+// just below 2^-126 come out subnormal). 0 below -87.5, and for -inf or NaN. n is rounded by
+// adding and subtracting 1.5 * 2^23 (exact for |t| < 2^22, ties to even as nearbyint), which
+// stays vectorised where nearbyint would be a libm call without SSE4.1.
 [[gnu::always_inline]] inline float exp_nonpositive(float y) {
   constexpr float kLog2e = 1.44269504088896341f, kLn2High = 0.693359375f, kLn2Low = -2.12194440054690583e-4f;
   const bool normal = y >= -87.5f;
   const float x = normal ? y : 0.0f;  // keeps n in int32's range
-  const float n = __builtin_nearbyintf(x * kLog2e);
+  constexpr float kRoundingShift = 0x1.8p23f;
+  const float n = (x * kLog2e + kRoundingShift) - kRoundingShift;
   const float r = mul_add(-n, kLn2Low, x - n * kLn2High);  // n * kLn2High is exact
   float series = mul_add(r, 1.0f / 5040, 1.0f / 720);
   series = mul_add(r, series, 1.0f / 120);

@@ -9,6 +9,8 @@ the first it meets).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -106,9 +108,8 @@ def gaussian_noise(image: Tensor, sigma: Tensor, seed: Tensor) -> Tensor:
     counter (block, sample, 0, 0), each block's words (a, b, c, d) giving the four normals of
     elements 4 block .. 4 block + 3 by Box-Muller on (a, b) and (c, d), in float64 (uniforms of
     24 bits for float32 images, 32 bits for float64, as the kernel)."""
-    n = image.shape[0]
-    flat = image.reshape(n, -1)
-    length = flat.shape[1]
+    n, length = image.shape[0], math.prod(image.shape[1:])
+    flat = image.reshape(n, length)
     blocks = torch.arange((length + 3) // 4, dtype=torch.int64, device=image.device)
     samples = torch.arange(n, dtype=torch.int64, device=image.device)[:, None]
     counter = [(blocks & _MASK32).expand(n, -1), (blocks >> 32).expand(n, -1), samples.expand(n, blocks.numel()),
@@ -123,7 +124,7 @@ def gaussian_noise(image: Tensor, sigma: Tensor, seed: Tensor) -> Tensor:
     for u1, u2 in ((uniform[0], uniform[1]), (uniform[2], uniform[3])):
         radius, angle = torch.sqrt(-2 * torch.log(u1)), 2 * torch.pi * u2
         normals += [radius * torch.cos(angle), radius * torch.sin(angle)]
-    z = torch.stack(normals, dim=-1).reshape(n, -1)[:, :length]
+    z = torch.stack(normals, dim=-1).reshape(n, 4 * blocks.numel())[:, :length]
     return (flat.double() + sigma.double()[:, None] * z).to(image.dtype).reshape(image.shape)
 
 

@@ -48,6 +48,8 @@ def gaussian_noise(image: Tensor, sigma: Tensor, seed: Tensor, *, backend: str =
     if image.device.type != "cpu":
         raise ValueError(f"image: the noise kernel runs on the CPU, got a tensor on {image.device}; "
                          "pass backend='torch'")
+    if image.numel() == 0:  # nothing to draw; the formula keeps the autograd link
+        return _reference.gaussian_noise(image, sigma, seed)
     return call_op(torch.ops.medimg.gaussian_noise, _KERNELS, image, sigma, seed)
 
 
