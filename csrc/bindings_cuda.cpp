@@ -66,6 +66,22 @@ PYBIND11_MODULE(_C_cuda, m) {
       py::arg("need_input"), py::arg("need_coeffs"), py::arg("interp"), py::arg("padding"), py::arg("align_corners"),
       py::arg("stream"));
   m.def(
+      "gaussian_noise",
+      [](const TensorView& image, const TensorView& sigma, const TensorView& seed, const TensorView& out,
+         uintptr_t stream) {
+        py::gil_scoped_release released;
+        medimg::cuda::gaussian_noise(image, sigma, seed, out, stream);
+      },
+      py::arg("image"), py::arg("sigma"), py::arg("seed"), py::arg("out"), py::arg("stream"));
+  m.def(
+      "gamma_curve",
+      [](const TensorView& image, const TensorView& gamma, const TensorView& low, const TensorView& extent,
+         const TensorView& out, uintptr_t stream) {
+        py::gil_scoped_release released;
+        medimg::cuda::gamma_curve(image, gamma, low, extent, out, stream);
+      },
+      py::arg("image"), py::arg("gamma"), py::arg("low"), py::arg("extent"), py::arg("out"), py::arg("stream"));
+  m.def(
       "random_affine",
       [](const TensorView& uniform, const TensorView& spec, const TensorView& theta, const TensorView& coeffs,
          bool shear, bool translate, bool round_to_float, uintptr_t stream) {

@@ -3,7 +3,12 @@ memory layouts (so every op is checked on the same awkward strides)."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import shutil
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,3 +94,21 @@ def quick_copy_bandwidth(monkeypatch: pytest.MonkeyPatch, module) -> None:
     real = module.copy_bandwidth
     monkeypatch.setattr(module, "copy_bandwidth",
                         lambda device, min_run_time: real(nbytes=1 << 20, device=device, min_run_time=0.01))
+
+
+def build_cuda_host_emulators(names: Sequence[str], directory: Path, fuse: bool = True) -> ctypes.CDLL:
+    """The host emulators of CUDA kernels (tests/cuda_host/`names`) built into one library with
+    the C++ compiler that built medimg (CXX, else g++/c++); skips the test without one. With
+    `fuse`, FMA where the CPU kernels run their AVX2 path: nvcc fuses a * b + c, so do they.
+    Without, every product and sum rounds: kernels that round explicitly where it matters
+    (__fmul_rn, plain arithmetic on the host) are then emulated bit for bit there."""
+    root = Path(__file__).resolve().parents[1]
+    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if compiler is None or not (root / "csrc").is_dir():
+        pytest.skip("needs a C++ compiler and the csrc/ sources")
+    fma = ["-mfma", "-ffp-contract=fast"] if fuse and _extension.cpu.cpu_isa() == "avx2" else ["-ffp-contract=off"]
+    library = directory / "emulators.so"
+    sources = [str(root / "tests" / "cuda_host" / name) for name in names]
+    subprocess.run([compiler, "-O2", "-std=gnu++17", "-shared", "-fPIC", "-fno-trapping-math", *fma,
+                    f"-I{root / 'csrc'}", *sources, "-o", str(library)], check=True, timeout=600)
+    return ctypes.CDLL(str(library))

@@ -9,23 +9,16 @@ tap arithmetic itself is shared with the CPU (common/affine_sample.h) and tested
 from __future__ import annotations
 
 import ctypes
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 import torch
-from helpers import needs_cpu_kernels, relayout
+from helpers import build_cuda_host_emulators, needs_cpu_kernels, relayout
 from test_affine_grid_sample import assert_float_warp_close, random_input, random_theta, reference
 from torch import Tensor
 
-from medimg import _extension
 from medimg.ops._boundary import _DTYPE_CODES
 from medimg.ops.affine import MODES, PADDING_MODES, pixel_coefficients
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [ROOT / "tests" / "cuda_host" / name for name in ("forward_emulator.cpp", "backward_emulator.cpp")]
 GUARD = 64  # elements either side of the output that must stay untouched
 
 pytestmark = [needs_cpu_kernels,
@@ -34,16 +27,9 @@ pytestmark = [needs_cpu_kernels,
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
-    """The emulators, built once with the C++ compiler that built medimg (CXX, else g++/c++).
-    With FMA where the CPU kernels run their AVX2 path: nvcc fuses base + step * i, so do they."""
-    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    if compiler is None or not (ROOT / "csrc").is_dir():
-        pytest.skip("needs a C++ compiler and the csrc/ sources")
-    fma = ["-mfma", "-ffp-contract=fast"] if _extension.cpu.cpu_isa() == "avx2" else []
-    library = tmp_path_factory.mktemp("cuda_host") / "emulators.so"
-    subprocess.run([compiler, "-O2", "-std=gnu++17", "-shared", "-fPIC", "-fno-trapping-math", *fma,
-                    f"-I{ROOT / 'csrc'}", *map(str, SOURCES), "-o", str(library)], check=True, timeout=600)
-    lib = ctypes.CDLL(str(library))
+    """The forward and backward emulators, built once."""
+    lib = build_cuda_host_emulators(["forward_emulator.cpp", "backward_emulator.cpp"],
+                                    tmp_path_factory.mktemp("cuda_host"))
     lib.emulate_affine_forward.restype = ctypes.c_int
     lib.emulate_affine_backward.restype = ctypes.c_int
     return lib

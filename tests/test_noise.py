@@ -148,10 +148,26 @@ def test_kernel_equals_the_reference(shape, dtype):
 
 def test_off_the_cpu_takes_the_reference_or_says_so():
     image, sigma = torch.zeros(2, 3, device="meta"), torch.ones(2, device="meta")
-    with pytest.raises(ValueError, match=r"^image: the noise kernel runs on the CPU"):
+    with pytest.raises(ValueError, match=r"^image: the noise kernel runs on the CPU and CUDA, got a tensor on meta"):
         gaussian_noise(image, sigma, seed(1), backend="medimg")
     with pytest.raises(ValueError, match=r"^sigma: .*on cpu"):
         gaussian_noise(torch.zeros(2, 3), sigma, seed(1))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_cuda_noise_is_the_cpu_stream(dtype):
+    """The CUDA kernel draws the CPU kernel's Philox stream: the same seed (on either device)
+    gives the same noise up to the float arithmetic of log, cos and sin; opcheck on CUDA."""
+    image = torch.randn(3, 2, 33, 31, generator=torch.Generator().manual_seed(12), dtype=dtype)
+    sigma = torch.tensor([0.0, 0.5, 2.0], dtype=dtype)
+    expected = gaussian_noise(image, sigma, seed(77), backend="medimg")
+    cuda_image, cuda_sigma = image.cuda(), sigma.cuda()
+    for seed_tensor in (seed(77), seed(77).cuda()):
+        got = gaussian_noise(cuda_image, cuda_sigma, seed_tensor, backend="medimg")
+        assert got.device == cuda_image.device and got.dtype == dtype
+        torch.testing.assert_close(got.cpu(), expected, rtol=0, atol=2e-5 if dtype == torch.float32 else 1e-9)
+    torch.library.opcheck(torch.ops.medimg.gaussian_noise.default, (cuda_image, cuda_sigma, seed(5).cuda()))
 
 
 def test_opcheck():
@@ -166,6 +182,7 @@ def test_opcheck():
     ((torch.zeros(2, 3), torch.ones(2, requires_grad=True), seed(1)), "^sigma: .*not differentiable"),
     ((torch.zeros(2, 3), torch.ones(2), torch.tensor([1])), "^seed: "),
     ((torch.zeros(2, 3), torch.ones(2), torch.tensor(1.0)), "^seed: "),
+    ((torch.zeros(2, 3), torch.ones(2), torch.tensor(1, device="meta")), "^seed: .*on the CPU, got .* on meta"),
 ])
 def test_bad_input(args, match):
     with pytest.raises(ValueError, match=match):

@@ -41,4 +41,14 @@ void affine_warp_backward(const TensorView& grad_out, const TensorView& input, c
 void random_affine(const TensorView& uniform, const TensorView& spec, const TensorView& theta,
                    const TensorView& coeffs, bool shear, bool translate, bool round_to_float, uintptr_t stream);
 
+// image, out: contiguous (N, ...) float32/float64; sigma: (N,) image's dtype; seed: int64 scalar
+// on the device. out = image + sigma[n] * z, z the CPU kernel's Philox normals.
+void gaussian_noise(const TensorView& image, const TensorView& sigma, const TensorView& seed, const TensorView& out,
+                    uintptr_t stream);
+
+// image, out: contiguous (N, ...) floating (16-bit included); gamma, low, extent: (N,) image's
+// dtype. out = clamp((image - low) / extent, 0, 1) ^ gamma * extent + low per sample.
+void gamma_curve(const TensorView& image, const TensorView& gamma, const TensorView& low, const TensorView& extent,
+                 const TensorView& out, uintptr_t stream);
+
 }  // namespace medimg::cuda

@@ -1,6 +1,7 @@
-"""Gamma curve of each sample on its own intensity range in one pass (RandomGamma's arithmetic),
-on the CPU: torch.pow calls libm's powf one element at a time (32 x 1x256^2 float32: 8 ms for
-pow alone on the 2-core CPU here), the kernel raises to the power in vectorised arithmetic."""
+"""Gamma curve of each sample on its own intensity range in one pass (RandomGamma's arithmetic).
+On the CPU torch.pow calls libm's powf one element at a time (32 x 1x256^2 float32: 8 ms for
+pow alone on the 2-core CPU here); the kernel raises to the power in vectorised arithmetic. On
+CUDA the kernel makes one pass where the formula in torch ops makes five."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from torch import Tensor
 
 from medimg import _extension
 from medimg.ops import _reference
-from medimg.ops._boundary import call_op, check_backend, check_tensor, empty_output, num_threads, view, watched
+from medimg.ops._boundary import (
+    call_op,
+    check_backend,
+    check_tensor,
+    cuda_stream,
+    empty_output,
+    num_threads,
+    view,
+    watched,
+)
 
 
 def gamma_curve(image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor, *, backend: str = "auto") -> Tensor:
@@ -24,17 +34,20 @@ def gamma_curve(image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor, *, ba
             All three in image's dtype, on its device. Their values are checked on the CPU in
             eager mode only (on a device each check would wait for it; under vmap or tracing
             there is no value to read).
-        backend: "auto" (the CPU kernel for float32 where it is built with a vector
-            instruction set beyond the baseline, e.g. AVX2, and no gradient is recorded;
-            otherwise the formula in torch ops, medimg.ops._reference), "medimg" (insist on
-            the kernel) or "torch" (the formula; differentiable).
+        backend: "auto" (a kernel where one is built and no gradient is recorded: on the CPU
+            for float32 with a vector instruction set beyond the baseline, e.g. AVX2; on CUDA
+            for every floating dtype; otherwise the formula in torch ops,
+            medimg.ops._reference), "medimg" (insist on the kernel) or "torch" (the formula;
+            differentiable).
 
     Returns:
         A new tensor, image's shape and dtype; channels-last in, channels-last out (other
-        layouts give a contiguous result from the kernel). The kernel computes the power as e^(gamma ln b) in float32
-        arithmetic: within about (1 + |gamma ln b|) * 2^-22 of torch.pow relative to the result
-        (b: the clamped base); a power below e^-87.5 (about 1e-38) comes out as 0, and a sample
-        whose gamma is exactly 1 equals the formula bit for bit.
+        layouts give a contiguous result from the kernels). The CPU kernel computes the power
+        as e^(gamma ln b) in float32 arithmetic: within about (1 + |gamma ln b|) * 2^-22 of
+        torch.pow relative to the result (b: the clamped base), and a power below e^-87.5
+        (about 1e-38) comes out as 0. The CUDA kernel calls CUDA's pow in float32 (float64 for
+        float64) and rounds once to image's dtype. On both, a sample whose gamma is exactly 1
+        equals the formula bit for bit (for float32 and float64).
     """
     check_backend(backend)
     for name, t in (("image", image), ("gamma", gamma), ("low", low), ("extent", extent)):
@@ -52,9 +65,9 @@ def gamma_curve(image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor, *, ba
             raise ValueError("extent: every range must be > 0")
     if not _kernel_applies(backend, image, gamma, low, extent):
         return _reference.gamma_curve(image, gamma, low, extent)
-    if image.device.type != "cpu" or image.dtype != torch.float32:
-        raise ValueError(f"image: the gamma kernel takes float32 on the CPU, got {image.dtype} on {image.device}; "
-                         "pass backend='torch'")
+    if image.device.type not in _KERNELS or (image.device.type == "cpu" and image.dtype != torch.float32):
+        raise ValueError(f"image: the gamma kernels take float32 on the CPU and floating dtypes on CUDA, got "
+                         f"{image.dtype} on {image.device}; pass backend='torch'")
     if torch.is_grad_enabled():
         for name, t in (("image", image), ("gamma", gamma), ("low", low), ("extent", extent)):
             if t.requires_grad:
@@ -67,14 +80,18 @@ def gamma_curve(image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor, *, ba
 
 def _kernel_applies(backend: str, image: Tensor, *params: Tensor) -> bool:
     """Whether `backend` runs the kernel: "medimg" always (the caller then checks that it can);
-    "auto" for float32 CPU tensors where the module is built, outside torch.func transforms,
-    while no gradient is recorded, and unless the kernel runs its baseline build (four lanes
-    without FMA: 14 ms for 32 x 1x256^2 here, slower than the formula's 10)."""
+    "auto" outside torch.func transforms and while no gradient is recorded, for CUDA tensors
+    where the CUDA module is built, and for float32 CPU tensors where the CPU module is, unless
+    it runs its baseline build (four lanes without FMA: 14 ms for 32 x 1x256^2 here, slower
+    than the formula's 10)."""
     if backend != "auto":
         return backend == "medimg"
     recording = torch.is_grad_enabled() and any(t.requires_grad for t in (image, *params))
+    if recording or torch._C._are_functorch_transforms_active():
+        return False
+    if image.device.type == "cuda":
+        return _extension.cuda is not None
     return (image.device.type == "cpu" and image.dtype == torch.float32 and _extension.cpu is not None
-            and not recording and not torch._C._are_functorch_transforms_active()
             and _extension.cpu.cpu_isa() != "baseline")
 
 
@@ -118,4 +135,15 @@ def _gamma_curve_cpu(image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor) 
     return out_in_order.permute(_inverse(order))
 
 
-_KERNELS = {"cpu": _gamma_curve_cpu}
+@_gamma_curve_op.register_kernel("cuda")
+def _gamma_curve_cuda(image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor) -> Tensor:
+    module = _extension.require(_extension.cuda, _extension.cuda_error, "gamma_curve on CUDA")
+    order = _memory_order(image)
+    image_in_order = image.permute(order).contiguous()
+    out_in_order = torch.empty_like(image_in_order, memory_format=torch.contiguous_format)
+    module.gamma_curve(view(image_in_order), view(gamma.contiguous()), view(low.contiguous()),
+                       view(extent.contiguous()), view(out_in_order), cuda_stream(image.device))
+    return out_in_order.permute(_inverse(order))
+
+
+_KERNELS = {"cpu": _gamma_curve_cpu, "cuda": _gamma_curve_cuda}

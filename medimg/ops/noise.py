@@ -1,7 +1,8 @@
 """Gaussian noise added to an image batch in one pass, from a counter-based generator
-(Philox4x32-10, csrc/common/philox.h), on the CPU: torch's CPU normal_ draws one value at a
-time from one Mersenne Twister (torch.randn and the addition: 8.4 ms for 32 x 1x256^2 here,
-against 2.1 ms for RandomGaussianNoise on this kernel, two threads)."""
+(Philox4x32-10, csrc/common/philox.h) whose stream is the same on the CPU and on CUDA. On the
+CPU, torch's normal_ draws one value at a time from one Mersenne Twister (torch.randn and the
+addition: 8.4 ms for 32 x 1x256^2 here, against 2.1 ms for RandomGaussianNoise on this kernel,
+two threads); on CUDA the kernel makes one pass where randn and the addition make two."""
 
 from __future__ import annotations
 
@@ -10,20 +11,21 @@ from torch import Tensor
 
 from medimg import _extension
 from medimg.ops import _reference
-from medimg.ops._boundary import call_op, check_tensor, empty_output, num_threads, use_compiled, view
+from medimg.ops._boundary import call_op, check_tensor, cuda_stream, empty_output, num_threads, use_compiled, view
 
 
 def gaussian_noise(image: Tensor, sigma: Tensor, seed: Tensor, *, backend: str = "auto") -> Tensor:
     """``image + sigma[n] * z`` with z ~ N(0, 1) drawn per element from the seed.
 
-    The same seed gives the same noise whatever the thread count; sample n's noise depends on
-    (seed, n, position) alone. Differentiable with respect to image (the identity), not sigma.
+    The same seed gives the same noise whatever the thread count, and on the CPU and CUDA
+    alike (up to float rounding); sample n's noise depends on (seed, n, position) alone.
+    Differentiable with respect to image (the identity), not sigma.
 
     Args:
-        image: (N, ...) float32 or float64 on the CPU.
-        sigma: (N,) standard deviations, image's dtype.
-        seed: int64 scalar tensor on the CPU (a tensor, so that drawing it from a generator
-            needs no host read while tracing).
+        image: (N, ...) float32 or float64, on the CPU or a CUDA device.
+        sigma: (N,) standard deviations, image's dtype and device.
+        seed: int64 scalar tensor on the CPU or on image's device (a tensor, so that drawing
+            it from a generator needs no host read: the CUDA kernel reads it on the device).
         backend: "auto" (the kernel where built), "medimg" (insist) or "torch" (the same
             generator in torch ops, medimg.ops._reference: equal up to float rounding, slow).
 
@@ -40,13 +42,14 @@ def gaussian_noise(image: Tensor, sigma: Tensor, seed: Tensor, *, backend: str =
                          f"{tuple(sigma.shape)} on {sigma.device}")
     if sigma.requires_grad:
         raise ValueError("sigma: the noise is not differentiable with respect to sigma")
-    if seed.dim() != 0 or seed.dtype != torch.int64 or seed.device.type != "cpu":
-        raise ValueError(f"seed: expected an int64 scalar tensor on the CPU, got {seed.dtype} {tuple(seed.shape)} "
+    if seed.dim() != 0 or seed.dtype != torch.int64 or seed.device not in (torch.device("cpu"), image.device):
+        where = "the CPU" if image.device.type == "cpu" else f"the CPU or on {image.device}"
+        raise ValueError(f"seed: expected an int64 scalar tensor on {where}, got {seed.dtype} {tuple(seed.shape)} "
                          f"on {seed.device}")
     if not use_compiled(backend, image.device):
         return _reference.gaussian_noise(image, sigma, seed)
-    if image.device.type != "cpu":
-        raise ValueError(f"image: the noise kernel runs on the CPU, got a tensor on {image.device}; "
+    if image.device.type not in _KERNELS:
+        raise ValueError(f"image: the noise kernel runs on the CPU and CUDA, got a tensor on {image.device}; "
                          "pass backend='torch'")
     if image.numel() == 0:  # nothing to draw; the formula keeps the autograd link
         return _reference.gaussian_noise(image, sigma, seed)
@@ -72,6 +75,16 @@ def _gaussian_noise_cpu(image: Tensor, sigma: Tensor, seed: Tensor) -> Tensor:
     return out
 
 
+@_gaussian_noise_op.register_kernel("cuda")
+def _gaussian_noise_cuda(image: Tensor, sigma: Tensor, seed: Tensor) -> Tensor:
+    module = _extension.require(_extension.cuda, _extension.cuda_error, "gaussian_noise on CUDA")
+    image, sigma = image.contiguous(), sigma.contiguous()
+    seed = seed.to(image.device, non_blocking=True)
+    out = torch.empty_like(image, memory_format=torch.contiguous_format)
+    module.gaussian_noise(view(image), view(sigma), view(seed), view(out), cuda_stream(image.device))
+    return out
+
+
 _gaussian_noise_op.register_autograd(lambda ctx, grad: (grad, None, None))
 
-_KERNELS = {"cpu": _gaussian_noise_cpu}
+_KERNELS = {"cpu": _gaussian_noise_cpu, "cuda": _gaussian_noise_cuda}
