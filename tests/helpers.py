@@ -106,7 +106,10 @@ def build_cuda_host_emulators(names: Sequence[str], directory: Path, fuse: bool 
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if compiler is None or not (root / "csrc").is_dir():
         pytest.skip("needs a C++ compiler and the csrc/ sources")
-    fma = ["-mfma", "-ffp-contract=fast"] if fuse and _extension.cpu.cpu_isa() == "avx2" else ["-ffp-contract=off"]
+    if not fuse:
+        fma = ["-ffp-contract=off"]
+    else:
+        fma = ["-mfma", "-ffp-contract=fast"] if _extension.cpu.cpu_isa() == "avx2" else []
     library = directory / "emulators.so"
     sources = [str(root / "tests" / "cuda_host" / name) for name in names]
     subprocess.run([compiler, "-O2", "-std=gnu++17", "-shared", "-fPIC", "-fno-trapping-math", *fma,

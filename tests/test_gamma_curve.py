@@ -192,7 +192,7 @@ def test_cuda_kernel_matches_the_formula(dtype):
     """CUDA's pow against torch's, the gamma = 1 samples bit for bit (float32/float64), 16-bit
     floats within one rounding of the float32 formula; channels-last kept; opcheck on CUDA."""
     image, gamma, low, extent = (t.to(dtype).cuda() for t in batch((4, 3, 17, 40), 13))
-    got = gamma_curve(image, gamma, low, extent)
+    got = gamma_curve(image, gamma, low, extent, backend="medimg")
     assert got.dtype == dtype and got.is_cuda
     if dtype in (torch.float32, torch.float64):
         expected = _reference.gamma_curve(image, gamma, low, extent)
@@ -203,7 +203,8 @@ def test_cuda_kernel_matches_the_formula(dtype):
         expected = _reference.gamma_curve(*(t.float() for t in (image, gamma, low, extent)))
         eps = torch.finfo(dtype).eps
         torch.testing.assert_close(got.float(), expected, rtol=eps, atol=eps * float(extent.float().max()))
-    channels_last = gamma_curve(image.contiguous(memory_format=torch.channels_last), gamma, low, extent)
+    channels_last = gamma_curve(image.contiguous(memory_format=torch.channels_last), gamma, low, extent,
+                                backend="medimg")
     assert channels_last.is_contiguous(memory_format=torch.channels_last) and torch.equal(channels_last, got)
     torch.library.opcheck(torch.ops.medimg.gamma_curve.default, (image, gamma, low, extent))
 

@@ -25,7 +25,8 @@ def gaussian_noise(image: Tensor, sigma: Tensor, seed: Tensor, *, backend: str =
         image: (N, ...) float32 or float64, on the CPU or a CUDA device.
         sigma: (N,) standard deviations, image's dtype and device.
         seed: int64 scalar tensor on the CPU or on image's device (a tensor, so that drawing
-            it from a generator needs no host read: the CUDA kernel reads it on the device).
+            it from a generator needs no host read: the CUDA kernel reads it on the device; a
+            CPU seed is copied there first, a copy that may wait for the stream).
         backend: "auto" (the kernel where built), "medimg" (insist) or "torch" (the same
             generator in torch ops, medimg.ops._reference: equal up to float rounding, slow).
 

@@ -287,11 +287,11 @@ _NOISE_KERNEL_DTYPES = (torch.float32, torch.float64)
 class RandomGaussianNoise(_RandomIntensity):
     """Additive Gaussian noise with a per-sample standard deviation drawn from `std`. For
     float32/float64 batches on the CPU or CUDA (where medimg's kernel for the device is built)
-    the noise comes from a counter-based generator seeded by one draw of `generator`
-    (medimg.ops.noise, the same stream on both devices: 2.1 ms on 32 x 1x256^2 on the CPU here,
-    against 8.4 ms with torch.randn); otherwise from torch.randn. Either way the generator's seed
-    gives the same noise again on the same machine and build (the two streams differ, and the
-    kernel's last bits may differ between instruction sets and devices).
+    the noise comes from a counter-based generator seeded by one draw of `generator` on the
+    batch's device (medimg.ops.noise: 2.1 ms on 32 x 1x256^2 on the CPU here, against 8.4 ms
+    with torch.randn); otherwise from torch.randn. Either way the generator's seed gives the same
+    noise again on the same machine, device and build (CPU and CUDA generators draw different
+    seeds, and the kernel's last bits may differ between instruction sets).
 
     Args:
         std: range of the standard deviation (>= 0): a number s means (0, s), or (low, high).

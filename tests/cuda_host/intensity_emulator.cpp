@@ -1,8 +1,9 @@
 // The CUDA intensity kernels (csrc/cuda/intensity_kernels.cuh), compiled as host C++ with
 // stand-ins for the CUDA built-ins and run block by block, thread by thread, as their launches
 // would, with the grid optionally capped (small caps exercise the kernels' strides over
-// elements and samples). tests/test_cuda_intensity_emulation.py checks every element written
-// once, nothing outside the output, and values as the CPU kernels'.
+// elements and samples). tests/test_cuda_intensity_emulation.py checks every element written,
+// nothing outside the output, and values as the CPU kernels' (threads run one after another:
+// a race between two writes of the same value would pass).
 #include <algorithm>
 #include <cstdint>
 
