@@ -11,7 +11,7 @@
 #include <cfloat>
 #include <cstdint>
 
-#include "common/tensor_view.h"
+#include "common/per_sample_views.h"
 #include "cpu/kernels.h"
 #include "cpu/unit_math.h"
 
@@ -48,21 +48,12 @@ void curve_span(const float* in, float* out, int64_t count, float gamma, float l
 
 void gamma_curve(const TensorView& image, const TensorView& gamma, const TensorView& low, const TensorView& extent,
                  const TensorView& out, int num_threads) {
-  MEDIMG_CHECK_ARG(image.ndim >= 1 && is_contiguous(image) && is_contiguous(out) && out.ndim == image.ndim,
-                   "gamma_curve: image and out must be contiguous (N, ...)");
-  for (int d = 0; d < image.ndim; ++d) {
-    MEDIMG_CHECK_ARG(out.sizes[d] == image.sizes[d], "gamma_curve: out must have image's shape");
-  }
-  const int64_t n = image.sizes[0], len = image.numel() / std::max<int64_t>(n, 1);
-  for (const TensorView* v : {&gamma, &low, &extent}) {
-    MEDIMG_CHECK_ARG(v->ndim == 1 && v->sizes[0] == n && is_contiguous(*v) && v->dtype == DType::Float32 &&
-                         v->device == kCpuDevice,
-                     "gamma_curve: gamma, low and extent must be float32 (N,) CPU tensors");
-  }
-  MEDIMG_CHECK_ARG(image.dtype == DType::Float32 && out.dtype == DType::Float32,
-                   "gamma_curve: the CPU kernel takes float32 image and out");
-  MEDIMG_CHECK_ARG(image.device == kCpuDevice && out.device == kCpuDevice,
-                   "gamma_curve: the CPU kernel needs CPU tensors");
+  const int64_t len = per_sample_length(image, out, "gamma_curve"), n = image.sizes[0];
+  MEDIMG_CHECK_ARG(image.dtype == DType::Float32 && image.device == kCpuDevice,
+                   "gamma_curve: the CPU kernel takes float32 CPU tensors");
+  check_per_sample_vector(gamma, image, "gamma_curve", "gamma");
+  check_per_sample_vector(low, image, "gamma_curve", "low");
+  check_per_sample_vector(extent, image, "gamma_curve", "extent");
   const int64_t spans = (len + kSpan - 1) / kSpan;
   const float *in = image.ptr<const float>(), *g = gamma.ptr<const float>();
   const float *lo = low.ptr<const float>(), *e = extent.ptr<const float>();

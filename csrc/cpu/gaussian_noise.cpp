@@ -20,7 +20,7 @@
 
 #include "common/dispatch.h"
 #include "common/philox.h"
-#include "common/tensor_view.h"
+#include "common/per_sample_views.h"
 #include "cpu/kernels.h"
 #include "cpu/unit_math.h"
 
@@ -157,17 +157,9 @@ void noise_typed(const TensorView& image, const TensorView& sigma, uint64_t seed
 
 void gaussian_noise(const TensorView& image, const TensorView& sigma, uint64_t seed, const TensorView& out,
                     int num_threads) {
-  MEDIMG_CHECK_ARG(image.ndim >= 1 && is_contiguous(image) && is_contiguous(out) && out.ndim == image.ndim,
-                   "gaussian_noise: image and out must be contiguous (N, ...)");
-  for (int d = 0; d < image.ndim; ++d) {
-    MEDIMG_CHECK_ARG(out.sizes[d] == image.sizes[d], "gaussian_noise: out must have image's shape");
-  }
-  MEDIMG_CHECK_ARG(sigma.ndim == 1 && sigma.sizes[0] == image.sizes[0] && is_contiguous(sigma),
-                   "gaussian_noise: sigma must be (N,), contiguous");
-  MEDIMG_CHECK_ARG(out.dtype == image.dtype && sigma.dtype == image.dtype,
-                   "gaussian_noise: image, sigma and out must share one dtype");
-  MEDIMG_CHECK_ARG(image.device == kCpuDevice && sigma.device == kCpuDevice && out.device == kCpuDevice,
-                   "gaussian_noise: the CPU kernel needs CPU tensors");
+  per_sample_length(image, out, "gaussian_noise");
+  MEDIMG_CHECK_ARG(image.device == kCpuDevice, "gaussian_noise: the CPU kernel needs CPU tensors");
+  check_per_sample_vector(sigma, image, "gaussian_noise", "sigma");
   visit_float_dtype<false>(image.dtype, "image", [&](auto tag) {
     noise_typed<decltype(tag)>(image, sigma, seed, out, num_threads);
   });

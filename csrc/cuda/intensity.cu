@@ -3,41 +3,18 @@
 #include <cuda_runtime.h>
 
 #include "common/dispatch.h"
-#include "common/tensor_view.h"
+#include "common/per_sample_views.h"
 #include "cuda/check.cuh"
 #include "cuda/intensity_kernels.cuh"
 #include "cuda/launch.h"
 
 namespace medimg::cuda {
-namespace {
-
-// Elements per sample of an (N, ...) image that `out` matches (0 for an empty batch); checks the
-// shared rules, contiguity of non-empty views among them.
-int64_t sample_length(const TensorView& image, const TensorView& out, const char* op) {
-  const std::string name(op);
-  MEDIMG_CHECK_ARG(image.ndim >= 1 && out.ndim == image.ndim, name + ": image and out must be (N, ...)");
-  for (int d = 0; d < image.ndim; ++d) {
-    MEDIMG_CHECK_ARG(out.sizes[d] == image.sizes[d], name + ": out must have image's shape");
-  }
-  MEDIMG_CHECK_ARG(out.dtype == image.dtype, name + ": out must have image's dtype");
-  MEDIMG_CHECK_ARG(image.device >= 0 && out.device == image.device, name + ": the CUDA kernel needs CUDA tensors");
-  if (image.numel() == 0) return 0;
-  MEDIMG_CHECK_ARG(is_contiguous(image) && is_contiguous(out), name + ": image and out must be contiguous");
-  return image.numel() / image.sizes[0];
-}
-
-void check_per_sample(const TensorView& v, const TensorView& image, const char* what) {
-  MEDIMG_CHECK_ARG(v.ndim == 1 && v.sizes[0] == image.sizes[0] && is_contiguous(v) && v.dtype == image.dtype &&
-                       v.device == image.device,
-                   std::string(what) + " must be (N,), contiguous, with image's dtype and device");
-}
-
-}  // namespace
 
 void gaussian_noise(const TensorView& image, const TensorView& sigma, const TensorView& seed, const TensorView& out,
                     uintptr_t stream) {
-  const int64_t len = sample_length(image, out, "gaussian_noise");
-  check_per_sample(sigma, image, "gaussian_noise: sigma");
+  const int64_t len = per_sample_length(image, out, "gaussian_noise");
+  MEDIMG_CHECK_ARG(image.device >= 0, "gaussian_noise: the CUDA kernel needs CUDA tensors");
+  check_per_sample_vector(sigma, image, "gaussian_noise", "sigma");
   MEDIMG_CHECK_ARG(seed.ndim == 0 && seed.dtype == DType::Int64 && seed.device == image.device,
                    "gaussian_noise: seed must be an int64 scalar on image's device");
   const int64_t n = image.sizes[0];
@@ -54,10 +31,11 @@ void gaussian_noise(const TensorView& image, const TensorView& sigma, const Tens
 
 void gamma_curve(const TensorView& image, const TensorView& gamma, const TensorView& low, const TensorView& extent,
                  const TensorView& out, uintptr_t stream) {
-  const int64_t len = sample_length(image, out, "gamma_curve");
-  check_per_sample(gamma, image, "gamma_curve: gamma");
-  check_per_sample(low, image, "gamma_curve: low");
-  check_per_sample(extent, image, "gamma_curve: extent");
+  const int64_t len = per_sample_length(image, out, "gamma_curve");
+  MEDIMG_CHECK_ARG(image.device >= 0, "gamma_curve: the CUDA kernel needs CUDA tensors");
+  check_per_sample_vector(gamma, image, "gamma_curve", "gamma");
+  check_per_sample_vector(low, image, "gamma_curve", "low");
+  check_per_sample_vector(extent, image, "gamma_curve", "extent");
   const int64_t n = image.sizes[0];
   if (len == 0) return;
   DeviceGuard guard(image.device);

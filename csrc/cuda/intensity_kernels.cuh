@@ -53,37 +53,6 @@ MEDIMG_HD F sum_rn(F a, F b) {
 #endif
 }
 
-// The libm functions the kernels need, by precision: CUDA's own on the device, std's on the host.
-template <class F>
-MEDIMG_HD F log_of(F x) {
-#if defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<F, float>) return logf(x);
-  else return log(x);
-#else
-  return std::log(x);
-#endif
-}
-
-template <class F>
-MEDIMG_HD F sqrt_of(F x) {
-#if defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<F, float>) return sqrtf(x);
-  else return sqrt(x);
-#else
-  return std::sqrt(x);
-#endif
-}
-
-template <class F>
-MEDIMG_HD F power_of(F base, F exponent) {
-#if defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<F, float>) return powf(base, exponent);
-  else return pow(base, exponent);
-#else
-  return std::pow(base, exponent);
-#endif
-}
-
 // cos and sin of 2 pi t, t in [0, 1).
 template <class F>
 MEDIMG_HD void turn_cos_sin(F t, F* cos_out, F* sin_out) {
@@ -109,7 +78,7 @@ MEDIMG_HD void box_muller(uint32_t a, uint32_t b, F* z0, F* z1) {
     u1 = (F(a) + F(1)) * F(1.0 / 4294967296.0);
     u2 = F(b) * F(1.0 / 4294967296.0);
   }
-  const F radius = sqrt_of(F(-2) * log_of(u1));
+  const F radius = std::sqrt(F(-2) * std::log(u1));  // CUDA's float overloads on the device
   F c, s;
   turn_cos_sin(u2, &c, &s);
   *z0 = radius * c;
@@ -158,7 +127,7 @@ __global__ void __launch_bounds__(kIntensityThreads)
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < len; i += stride) {
       F b = (load_as<F>(read_input(in + i)) - lo) / e;
       b = b < F(0) ? F(0) : b > F(1) ? F(1) : b;
-      const F power = b >= F(1) ? F(1) : g == F(1) ? b : power_of(b, g);
+      const F power = b >= F(1) ? F(1) : g == F(1) ? b : std::pow(b, g);
       to[i] = store_as<T>(sum_rn(product_rn(power, e), lo));
     }
   }
