@@ -72,6 +72,25 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
     return out if input.is_floating_point() else out.to(input.dtype)
 
 
+def affine_sample(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
+    """medimg::affine_sample by F.grid_sample: ``input`` (N, C, *spatial) float sampled at the
+    pixel coordinates coeffs · (w, h[, d], 1), coeffs (N, k, k + 1). Differentiable to any order
+    in both; along an axis of size 1 with align_corners=True it samples pixel 0 whatever the
+    coordinate, as grid_sample does (pixel_coefficients gives exactly 0 there)."""
+    spatial = input.shape[2:]
+    axes = torch.meshgrid(*(torch.arange(s, dtype=coeffs.dtype, device=input.device) for s in spatial),
+                          indexing="ij")
+    homogeneous = torch.stack([*reversed(axes), torch.ones_like(axes[0])], dim=-1)  # (*spatial, k + 1): w, h[, d], 1
+    pixel = torch.einsum("...j,nij->n...i", homogeneous, coeffs)  # (N, *spatial, k): x, y[, z]
+    sizes = torch.tensor(spatial[::-1], dtype=coeffs.dtype, device=input.device)
+    if align_corners:
+        grid = torch.where(sizes > 1, 2 * pixel / (sizes - 1).clamp(min=1) - 1, 0.0)
+    else:
+        grid = (2 * pixel + 1) / sizes - 1
+    return F.grid_sample(input, grid.to(input.dtype), mode=mode, padding_mode=padding_mode,
+                         align_corners=align_corners)
+
+
 def order_statistics(values: Tensor, ks: list[int]) -> Tensor:
     """Positions (N, K) of each row's ks-th smallest values: a stable sort (NaN last)."""
     return values.sort(dim=1, stable=True).indices[:, ks]

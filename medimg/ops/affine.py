@@ -9,11 +9,17 @@ from torch import Tensor
 
 from medimg import _extension
 from medimg.ops import _reference
+from medimg.ops._affine_sample import (
+    FORWARD_KERNELS,
+    MODES,
+    PADDING_MODES,
+    kernel_reads_dtype,
+    plane_offsets_fit,
+)
 from medimg.ops._arrays import Array, numpy_allowed, ordered_matmul
 from medimg.ops._boundary import (
     FLOAT_DTYPES,
     INTEGER_DTYPES,
-    alert_not_deterministic,
     call_op,
     check_backend,
     check_batch,
@@ -21,7 +27,6 @@ from medimg.ops._boundary import (
     check_sizes_positive,
     check_tensor,
     constant_cache,
-    cuda_stream,
     direct_call_allowed,
     empty_output,
     finite_mask,
@@ -30,14 +35,6 @@ from medimg.ops._boundary import (
     use_compiled,
     view,
 )
-
-MODES = {"bilinear": 0, "nearest": 1}
-PADDING_MODES = {"zeros": 0, "border": 1, "reflection": 2}
-_MAX_PLANE_OFFSET = 2**31 - 1
-# What the compiled forward kernels take per device (bool masks travel as uint8); with
-# backend="auto", other dtypes (float16/bfloat16 on the CPU) take the torch reference.
-KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64, *INTEGER_DTYPES),
-                  "cuda": (*FLOAT_DTYPES, *INTEGER_DTYPES)}
 
 
 def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", padding_mode: str = "zeros",
@@ -67,7 +64,9 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
 
     Returns:
         The warped batch, input's shape and dtype, contiguous. Differentiable with respect to
-        ``input`` and ``theta`` (bilinear; nearest gives input gradients only).
+        ``input`` and ``theta`` (bilinear; nearest gives input gradients only), to any order:
+        a penalty on the input gradient (R1) costs two more kernel calls; derivatives of
+        theta's gradient go through the F.grid_sample reference.
 
     Example:
         >>> image = torch.rand(8, 1, 64, 64); mask = (image > 0.5).long()
@@ -93,11 +92,6 @@ def _one_call_allowed(input: Tensor, theta: Tensor, backend: str) -> bool:
     return (input.device.type == "cpu" and _extension.cpu is not None and backend != "torch"
             and kernel_reads_dtype(input) and theta.dtype in (torch.float32, torch.float64)
             and plane_offsets_fit(input) and direct_call_allowed(input, theta))
-
-
-def kernel_reads_dtype(t: Tensor) -> bool:
-    """Whether the compiled warp kernel of t's device takes t's dtype (bool as uint8)."""
-    return t.dtype in KERNEL_DTYPES.get(t.device.type, ()) or t.dtype == torch.bool
 
 
 def _warp_in_one_call(input: Tensor, theta: Tensor, mode: str, padding_mode: str, align_corners: bool,
@@ -195,7 +189,7 @@ def _warp(input: Tensor, theta: Tensor, coeffs: Tensor | None, mode: str, paddin
         return _warp(input.view(torch.uint8), theta, coeffs, mode, padding_mode, align_corners).view(torch.bool)
     if coeffs is None:
         return _reference.affine_grid_sample(input, theta, mode, padding_mode, align_corners)
-    return call_op(torch.ops.medimg.affine_sample, _FORWARD_KERNELS, input, coeffs, mode, padding_mode,
+    return call_op(torch.ops.medimg.affine_sample, FORWARD_KERNELS, input, coeffs, mode, padding_mode,
                    align_corners)
 
 
@@ -315,142 +309,3 @@ def _(values: Tensor, message: str) -> Tensor:
 
 
 _finite_or_raise.register_autograd(lambda ctx, grad: (grad, None))
-
-
-@torch.library.custom_op("medimg::affine_sample", mutates_args=())
-def _affine_sample_op(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
-    raise NotImplementedError(f"medimg::affine_sample has no kernel for device {input.device.type}")
-
-
-def _check_coeffs(input: Tensor, coeffs: Tensor) -> None:
-    k = input.dim() - 2
-    if input.dim() not in (4, 5) or tuple(coeffs.shape) != (input.shape[0], k, k + 1):
-        raise ValueError(f"coeffs: expected shape ({input.shape[0]}, {k}, {k + 1}) for input {tuple(input.shape)}, "
-                         f"got {tuple(coeffs.shape)}")
-
-
-@_affine_sample_op.register_fake
-def _(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
-    _check_coeffs(input, coeffs)
-    return input.new_empty(input.shape)
-
-
-def plane_offsets_fit(input: Tensor) -> bool:
-    """Whether the kernels can address every element of a channel plane of `input` (N, C,
-    *spatial) with an int32 offset."""
-    offset = 0
-    for size, stride in zip(input.shape[2:], input.stride()[2:], strict=True):
-        offset += (size - 1) * stride
-    return offset <= _MAX_PLANE_OFFSET
-
-
-def _plane_addressable(input: Tensor) -> Tensor:
-    """Input whose channel planes the kernels can address with int32 offsets."""
-    if not plane_offsets_fit(input):
-        input = input.contiguous()
-        if not plane_offsets_fit(input):
-            raise ValueError(f"input: one channel plane of {tuple(input.shape[2:])} exceeds 2^31 elements")
-    return input
-
-
-def _check_kernel_dtype(input: Tensor, supported: tuple[torch.dtype, ...], where: str) -> None:
-    if input.dtype not in supported:
-        raise TypeError(f"input: {input.dtype} is not supported by medimg's {where} kernel "
-                        f"(supported: {', '.join(map(str, supported))}); pass backend='torch'")
-
-
-@_affine_sample_op.register_kernel("cpu")
-def _affine_sample_cpu(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
-    module = _extension.require(_extension.cpu, _extension.cpu_error, "affine_grid_sample on the CPU")
-    _check_kernel_dtype(input, KERNEL_DTYPES["cpu"], "CPU")
-    _check_coeffs(input, coeffs)
-    input = _plane_addressable(input)
-    out = empty_output(input.shape, input.dtype)
-    module.affine_warp(view(input), view(coeffs.to(torch.float64).contiguous()), view(out), MODES[mode],
-                       PADDING_MODES[padding_mode], align_corners, num_threads())
-    return out
-
-
-@_affine_sample_op.register_kernel("cuda")
-def _affine_sample_cuda(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
-    module = _extension.require(_extension.cuda, _extension.cuda_error, "affine_grid_sample on CUDA")
-    _check_kernel_dtype(input, KERNEL_DTYPES["cuda"], "CUDA")
-    _check_coeffs(input, coeffs)
-    input = _plane_addressable(input)
-    out = torch.empty(input.shape, dtype=input.dtype, device=input.device)
-    module.affine_warp(view(input), view(coeffs.to(torch.float64).contiguous()), view(out), MODES[mode],
-                       PADDING_MODES[padding_mode], align_corners, cuda_stream(input.device))
-    return out
-
-
-_FORWARD_KERNELS = {"cpu": _affine_sample_cpu, "cuda": _affine_sample_cuda}
-
-
-@torch.library.custom_op("medimg::affine_sample_backward", mutates_args=())
-def _affine_sample_backward_op(grad_out: Tensor, input: Tensor, coeffs: Tensor, mode: str, padding_mode: str,
-                               align_corners: bool, need_input: bool, need_coeffs: bool) -> tuple[Tensor, Tensor]:
-    raise NotImplementedError(f"medimg::affine_sample_backward has no kernel for device {input.device.type}")
-
-
-@_affine_sample_backward_op.register_fake
-def _(grad_out: Tensor, input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool,
-      need_input: bool, need_coeffs: bool) -> tuple[Tensor, Tensor]:
-    grad_input = input.new_empty(input.shape if need_input else (0,))
-    grad_coeffs = coeffs.new_empty(coeffs.shape if need_coeffs else (0,), dtype=torch.float64)
-    return grad_input, grad_coeffs
-
-
-def _backward_buffers(input: Tensor, coeffs: Tensor, need_input: bool, need_coeffs: bool, grad_dtype: torch.dtype
-                      ) -> tuple[Tensor, Tensor]:
-    n, c, k = input.shape[0], input.shape[1], coeffs.shape[1]
-    grad_input = torch.zeros(input.shape if need_input else (0,), dtype=grad_dtype, device=input.device)
-    grad_coeffs = torch.zeros((n, c, k, k + 1) if need_coeffs else (0,), dtype=torch.float64, device=input.device)
-    return grad_input, grad_coeffs
-
-
-@_affine_sample_backward_op.register_kernel("cpu")
-def _(grad_out: Tensor, input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool,
-      need_input: bool, need_coeffs: bool) -> tuple[Tensor, Tensor]:
-    module = _extension.require(_extension.cpu, _extension.cpu_error, "affine_grid_sample backward on the CPU")
-    _check_kernel_dtype(input, (torch.float32, torch.float64), "CPU backward")
-    input = _plane_addressable(input)
-    grad_input, grad_coeffs = _backward_buffers(input, coeffs, need_input, need_coeffs, input.dtype)
-    module.affine_warp_backward(view(grad_out.to(input.dtype).contiguous()), view(input),
-                                view(coeffs.to(torch.float64).contiguous()), view(grad_input), view(grad_coeffs),
-                                need_input, need_coeffs, MODES[mode], PADDING_MODES[padding_mode], align_corners,
-                                num_threads())
-    return grad_input, grad_coeffs.sum(1) if need_coeffs else grad_coeffs
-
-
-@_affine_sample_backward_op.register_kernel("cuda")
-def _(grad_out: Tensor, input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool,
-      need_input: bool, need_coeffs: bool) -> tuple[Tensor, Tensor]:
-    module = _extension.require(_extension.cuda, _extension.cuda_error, "affine_grid_sample backward on CUDA")
-    alert_not_deterministic("affine_grid_sample's CUDA backward")
-    input = _plane_addressable(input)
-    # Atomic scatter into 16-bit floats loses too much: accumulate in float32, cast after.
-    accumulate = torch.float64 if input.dtype == torch.float64 else torch.float32
-    grad_input, grad_coeffs = _backward_buffers(input, coeffs, need_input, need_coeffs, accumulate)
-    module.affine_warp_backward(view(grad_out.to(input.dtype).contiguous()), view(input),
-                                view(coeffs.to(torch.float64).contiguous()), view(grad_input), view(grad_coeffs),
-                                need_input, need_coeffs, MODES[mode], PADDING_MODES[padding_mode], align_corners,
-                                cuda_stream(input.device))
-    return grad_input.to(input.dtype), grad_coeffs.sum(1) if need_coeffs else grad_coeffs
-
-
-def _setup_context(ctx, inputs, output) -> None:
-    input, coeffs, mode, padding_mode, align_corners = inputs
-    ctx.save_for_backward(input, coeffs)
-    ctx.options = (mode, padding_mode, align_corners)
-
-
-def _backward(ctx, grad_out: Tensor):
-    input, coeffs = ctx.saved_tensors
-    need_input, need_coeffs = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    grad_input, grad_coeffs = torch.ops.medimg.affine_sample_backward(grad_out, input, coeffs, *ctx.options,
-                                                                      need_input, need_coeffs)
-    return (grad_input if need_input else None, grad_coeffs.to(coeffs.dtype) if need_coeffs else None,
-            None, None, None)
-
-
-_affine_sample_op.register_autograd(_backward, setup_context=_setup_context)

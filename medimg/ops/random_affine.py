@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from medimg import _extension
+from medimg.ops._affine_sample import KERNEL_DTYPES, MODES, PADDING_MODES, kernel_reads_dtype, plane_offsets_fit
 from medimg.ops._boundary import (
     call_op,
     cuda_stream,
@@ -19,15 +20,7 @@ from medimg.ops._boundary import (
     use_compiled,
     view,
 )
-from medimg.ops.affine import (
-    KERNEL_DTYPES,
-    MODES,
-    PADDING_MODES,
-    as_codes,
-    check_options,
-    kernel_reads_dtype,
-    plane_offsets_fit,
-)
+from medimg.ops.affine import as_codes, check_options
 
 
 def random_affine_matrices(uniform: Tensor, spec: Tensor, k: int, shear: bool, translate: bool,
