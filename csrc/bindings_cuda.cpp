@@ -54,6 +54,17 @@ PYBIND11_MODULE(_C_cuda, m) {
       py::arg("input"), py::arg("coeffs"), py::arg("out"), py::arg("interp"), py::arg("padding"),
       py::arg("align_corners"), py::arg("stream"));
   m.def(
+      "affine_warp_theta",
+      [](const TensorView& input, const TensorView& theta, const TensorView& constants, const TensorView& coeffs,
+         const TensorView& out, int32_t interp, int32_t padding, bool align_corners, bool check_finite,
+         uintptr_t stream) {
+        py::gil_scoped_release released;
+        return medimg::cuda::affine_warp_theta(input, theta, constants, coeffs, out, interp, padding, align_corners,
+                                               check_finite, stream);
+      },
+      py::arg("input"), py::arg("theta"), py::arg("constants"), py::arg("coeffs"), py::arg("out"), py::arg("interp"),
+      py::arg("padding"), py::arg("align_corners"), py::arg("check_finite"), py::arg("stream"));
+  m.def(
       "affine_warp_backward",
       [](const TensorView& grad_out, const TensorView& input, const TensorView& coeffs, const TensorView& grad_input,
          const TensorView& grad_coeffs, bool need_input, bool need_coeffs, int32_t interp, int32_t padding,

@@ -1315,19 +1315,20 @@ def test_direct_kernel_calls_keep_autograd_and_vmap():
     ((2, 2, 5, 6, 7), torch.float32, "bilinear", torch.float32, "transposed"),
     ((2, 1, 5, 6, 7), torch.uint8, "nearest", torch.float64, "contiguous"),
 ], ids=str)
-def test_one_call_equals_the_op(shape, dtype, mode, theta_dtype, theta_layout, padding_mode, align_corners):
-    """A plain eager CPU call takes one call into the module (coefficients and warp); under a mode
-    the op runs as torch's dispatcher sees it. Both give the same bits, for every option, theta
-    dtype and theta stride."""
+def test_one_call_equals_the_op(device, shape, dtype, mode, theta_dtype, theta_layout, padding_mode,
+                                align_corners):
+    """A plain eager call takes one call into the device's module (coefficients and warp); under
+    a mode the op runs as torch's dispatcher sees it. Both give the same bits, for every option,
+    theta dtype and theta stride."""
     gen = torch.Generator().manual_seed(15)
     k = len(shape) - 2
-    image = (torch.rand(shape, generator=gen) * 5).to(dtype)
-    theta = random_theta(shape[0], k, "zoom_out", gen, theta_dtype)
+    image = (torch.rand(shape, generator=gen) * 5).to(dtype).to(device)
+    theta = random_theta(shape[0], k, "zoom_out", gen, theta_dtype).to(device)
     if theta_layout == "transposed":
         theta = theta.transpose(1, 2).contiguous().transpose(1, 2)
-    counting = CountingModule(_extension.cpu)
+    counting = CountingModule(getattr(_extension, device.type))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_extension, "cpu", counting)
+        patch.setattr(_extension, device.type, counting)
         one_call = affine_grid_sample(image, theta, mode, padding_mode, align_corners)
     assert [c for c in counting.calls if c != "populate_pages"] == ["affine_warp_theta"]
     with Watching():
@@ -1337,11 +1338,11 @@ def test_one_call_equals_the_op(shape, dtype, mode, theta_dtype, theta_layout, p
 
 @needs_cpu_kernels
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e308])
-def test_one_call_checks_theta_as_the_op(bad):
+def test_one_call_checks_theta_as_the_op(device, bad):
     """The one-call path refuses what the op refuses, with its messages, and warps nothing of an
     unchecked non-finite theta that the op would not."""
-    image = torch.rand(2, 1, 6, 7)
-    theta = torch.eye(2, 3, dtype=torch.float64).repeat(2, 1, 1)
+    image = torch.rand(2, 1, 6, 7, device=device)
+    theta = torch.eye(2, 3, dtype=torch.float64, device=device).repeat(2, 1, 1)
     theta[1, 0, 1] = bad
     message = "values so large" if math.isfinite(bad) else "holds NaN or infinite"
     with pytest.raises(ValueError, match=f"^theta: {message}"):

@@ -16,6 +16,7 @@ from helpers import build_cuda_host_emulators, needs_cpu_kernels, relayout
 from test_affine_grid_sample import assert_float_warp_close, random_input, random_theta, reference
 from torch import Tensor
 
+from medimg.ops import affine
 from medimg.ops._boundary import _DTYPE_CODES
 from medimg.ops.affine import MODES, PADDING_MODES, pixel_coefficients
 
@@ -151,3 +152,37 @@ def test_emulated_cuda_backward_equals_cpu(emulator, shape, dtype, layout, chunk
         torch.testing.assert_close(got_input.to(dtype), want_input, rtol=rtol, atol=rtol * scale, msg=what)
         coeff_scale = float(want_coeffs.abs().max()) + 1.0
         torch.testing.assert_close(got_coeffs, want_coeffs, rtol=rtol, atol=rtol * coeff_scale, msg=what)
+
+
+@pytest.fixture(scope="module")
+def fold_emulator(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+    """The theta-folding kernel's emulator, built once without FMA (the kernel rounds each step)."""
+    lib = build_cuda_host_emulators(["fold_emulator.cpp"], tmp_path_factory.mktemp("cuda_host_fold"), fuse=False)
+    lib.emulate_fold_theta.restype = ctypes.c_int
+    return lib
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "broadcast"])
+@pytest.mark.parametrize("theta_dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize(("n", "k", "align_corners"), [(1, 2, False), (5, 3, True), (128, 2, True), (300, 3, False),
+                                                       (129, 2, False)], ids=str)
+def test_emulated_cuda_fold_equals_pixel_coefficients(fold_emulator, n, k, align_corners, theta_dtype, layout):
+    """The fixed-theta CUDA call's coefficients: pixel_coefficients' bits for every sample of
+    every block (the last one partial), any theta stride, and nothing written past them."""
+    gen = torch.Generator().manual_seed(n + k + len(layout))
+    theta = random_theta(n, k, "zoom_out", gen, theta_dtype)
+    if layout == "transposed":
+        theta = theta.transpose(1, 2).contiguous().transpose(1, 2)
+    elif layout == "broadcast":
+        theta = theta[:1].expand(n, k, k + 1)
+    spatial = (7, 12, 5)[:k]
+    constants = affine._cached_constants(spatial, align_corners, torch.device("cpu"))
+    buffer = torch.full((n * k * (k + 1) + GUARD,), float("nan"), dtype=torch.float64)
+    strides = (ctypes.c_int64 * 3)(*theta.stride())
+    status = fold_emulator.emulate_fold_theta(ctypes.c_void_p(theta.data_ptr()), _DTYPE_CODES[theta_dtype], n, k,
+                                              strides, ctypes.c_void_p(constants.data_ptr()),
+                                              ctypes.c_void_p(buffer.data_ptr()))
+    assert status == 0
+    want = pixel_coefficients(theta, spatial, align_corners)
+    assert torch.equal(buffer[:want.numel()].view(want.shape), want)
+    assert buffer[want.numel():].isnan().all()

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "common/macros.h"
+#include "common/tensor_view.h"
 
 namespace medimg {
 
@@ -41,6 +42,21 @@ MEDIMG_HD void fold_theta(const double* theta, const double* constants, double* 
       coeffs[r * (K + 1) + a] = add_rn(sum, c[(K + 1) * (K + 1) + a]);
     }
   }
+}
+
+// The views fold_theta reads, checked on the host: theta (N, k, k + 1) float32 or float64 with
+// any strides, constants contiguous float64 (k, k + 2, k + 1) on theta's device. Returns k.
+inline int check_fold_views(const TensorView& theta, const TensorView& constants) {
+  check_view(theta, "theta", 3);
+  check_view(constants, "constants", 3);
+  const int64_t k = theta.sizes[1];
+  MEDIMG_CHECK_ARG((k == 2 || k == 3) && theta.sizes[2] == k + 1, "theta: must be (N, 2, 3) or (N, 3, 4)");
+  MEDIMG_CHECK_ARG(theta.dtype == DType::Float32 || theta.dtype == DType::Float64, "theta: must be float32 or float64");
+  MEDIMG_CHECK_ARG(constants.dtype == DType::Float64 && is_contiguous(constants) && constants.sizes[0] == k &&
+                       constants.sizes[1] == k + 2 && constants.sizes[2] == k + 1 &&
+                       constants.device == theta.device,
+                   "constants: must be contiguous float64 (k, k + 2, k + 1) on theta's device");
+  return int(k);
 }
 
 }  // namespace medimg

@@ -9,15 +9,9 @@
 namespace medimg::cpu {
 
 bool pixel_coefficients(const TensorView& theta, const TensorView& constants, double* coeffs) {
-  check_view(theta, "theta", 3);
-  check_view(constants, "constants", 3);
-  const int64_t n = theta.sizes[0], k = theta.sizes[1];
-  MEDIMG_CHECK_ARG((k == 2 || k == 3) && theta.sizes[2] == k + 1, "theta: must be (N, 2, 3) or (N, 3, 4)");
-  MEDIMG_CHECK_ARG(theta.dtype == DType::Float32 || theta.dtype == DType::Float64, "theta: must be float32 or float64");
-  MEDIMG_CHECK_ARG(constants.dtype == DType::Float64 && is_contiguous(constants) && constants.sizes[0] == k &&
-                       constants.sizes[1] == k + 2 && constants.sizes[2] == k + 1,
-                   "constants: must be contiguous float64 (k, k + 2, k + 1)");
-  MEDIMG_CHECK_ARG(theta.device == kCpuDevice && constants.device == kCpuDevice, "theta: must be on the CPU");
+  const int64_t k = check_fold_views(theta, constants);
+  MEDIMG_CHECK_ARG(theta.device == kCpuDevice, "theta: must be on the CPU");
+  const int64_t n = theta.sizes[0];
   const int64_t per_sample = k * (k + 1);
   bool finite = true;
   for (int64_t i = 0; i < n; ++i) {

@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <type_traits>
+#include <vector>
 
 #include "common/affine_sample.h"
 #include "common/dispatch.h"
@@ -19,6 +21,7 @@
 #include "cuda/affine_warp_backward.cuh"
 #include "cuda/affine_warp_forward.cuh"
 #include "cuda/launch.h"
+#include "cuda/pixel_coefficients_kernel.cuh"
 
 namespace medimg::cuda {
 namespace {
@@ -96,6 +99,43 @@ void affine_warp(const TensorView& input, const TensorView& coeffs, const Tensor
   visit_value_dtype<true>(input.dtype, "input", [&](auto tag) {
     visit_warp_modes(dims, interp, padding, ForwardLaunch<decltype(tag)>{input, coeffs, out, align_corners, s});
   });
+}
+
+bool affine_warp_theta(const TensorView& input, const TensorView& theta, const TensorView& constants,
+                       const TensorView& coeffs, const TensorView& out, int32_t interp, int32_t padding,
+                       bool align_corners, bool check_finite, uintptr_t stream) {
+  const int k = check_fold_views(theta, constants);
+  MEDIMG_CHECK_ARG(input.ndim == k + 2 && theta.sizes[0] == input.sizes[0],
+                   "theta: expected (N, k, k + 1) for input's N and k spatial dimensions");
+  MEDIMG_CHECK_ARG(theta.device == input.device && input.device >= 0, "theta: must be on input's CUDA device");
+  check_warp_views(input, coeffs, out, "out");
+  MEDIMG_CHECK_ARG(coeffs.dtype == DType::Float64, "coeffs must be float64");
+  const int64_t n = theta.sizes[0];
+  if (n > 0) {
+    DeviceGuard guard(input.device);
+    const auto s = reinterpret_cast<cudaStream_t>(stream);
+    const auto launch = [&](auto tag) {
+      using T = decltype(tag);
+      if (k == 2) {
+        fold_theta_kernel<T, 2><<<fold_blocks(n), kFoldThreads, 0, s>>>(theta, constants.ptr<const double>(),
+                                                                         coeffs.ptr<double>());
+      } else {
+        fold_theta_kernel<T, 3><<<fold_blocks(n), kFoldThreads, 0, s>>>(theta, constants.ptr<const double>(),
+                                                                         coeffs.ptr<double>());
+      }
+    };
+    if (theta.dtype == DType::Float64) launch(double{}); else launch(float{});
+    MEDIMG_CUDA_CHECK(cudaGetLastError());
+    if (check_finite) {  // a few numbers per sample: read back and checked here, one wait for the stream
+      std::vector<double> host(size_t(coeffs.numel()));
+      MEDIMG_CUDA_CHECK(cudaMemcpyAsync(host.data(), coeffs.data, host.size() * sizeof(double),
+                                        cudaMemcpyDeviceToHost, s));
+      MEDIMG_CUDA_CHECK(cudaStreamSynchronize(s));
+      if (!std::all_of(host.begin(), host.end(), [](double v) { return std::isfinite(v); })) return false;
+    }
+  }
+  affine_warp(input, coeffs, out, interp, padding, align_corners, stream);
+  return true;
 }
 
 void affine_warp_backward(const TensorView& grad_out, const TensorView& input, const TensorView& coeffs,

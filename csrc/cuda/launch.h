@@ -31,6 +31,14 @@ void soft_dice_backward(const TensorView& grad_stats, const TensorView& target, 
 void affine_warp(const TensorView& input, const TensorView& coeffs, const TensorView& out, int32_t interp,
                  int32_t padding, bool align_corners, uintptr_t stream);
 
+// affine_grid_sample's fixed-theta call: coeffs (contiguous (N, k, k + 1) float64, on the
+// device) = pixel_coefficients(theta (N, k, k + 1) float32/float64, any strides; constants as
+// common/pixel_coefficients.h, on the device), then affine_warp. With check_finite, waits for
+// the stream to read coeffs back, and returns false, warping nothing, if one is not finite.
+bool affine_warp_theta(const TensorView& input, const TensorView& theta, const TensorView& constants,
+                       const TensorView& coeffs, const TensorView& out, int32_t interp, int32_t padding,
+                       bool align_corners, bool check_finite, uintptr_t stream);
+
 // grad_input: contiguous zeroed, float32 (float64 for float64 input); grad_coeffs: (N, C, k, k + 1)
 // float64 zeroed, filled in channel slot 0 (the caller sums over C).
 void affine_warp_backward(const TensorView& grad_out, const TensorView& input, const TensorView& coeffs,

@@ -27,6 +27,7 @@ from medimg.ops._boundary import (
     check_sizes_positive,
     check_tensor,
     constant_cache,
+    cuda_stream,
     direct_call_allowed,
     empty_output,
     finite_mask,
@@ -85,25 +86,38 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
 
 
 def _one_call_allowed(input: Tensor, theta: Tensor, backend: str) -> bool:
-    """Whether a checked CPU warp may take _warp_in_one_call: the module is built and `backend`
-    allows it, the kernel takes input's dtype, theta is float32/float64, every plane fits int32
-    offsets, and nothing would see the ops skipped (direct_call_allowed: no autograd, tracing
-    or mode)."""
-    return (input.device.type == "cpu" and _extension.cpu is not None and backend != "torch"
-            and kernel_reads_dtype(input) and theta.dtype in (torch.float32, torch.float64)
-            and plane_offsets_fit(input) and direct_call_allowed(input, theta))
+    """Whether a checked warp may take _warp_in_one_call: the module for input's device is built
+    and `backend` allows it, the kernel takes input's dtype, theta is float32/float64, every
+    plane fits int32 offsets, and nothing would see the ops skipped (direct_call_allowed: no
+    autograd, tracing or mode)."""
+    return (backend != "torch" and _module_for(input.device) is not None and kernel_reads_dtype(input)
+            and theta.dtype in (torch.float32, torch.float64) and plane_offsets_fit(input)
+            and direct_call_allowed(input, theta))
+
+
+def _module_for(device: torch.device):
+    """The compiled module that runs kernels on `device`'s type, or None where it is not built."""
+    return {"cpu": _extension.cpu, "cuda": _extension.cuda}.get(device.type)
 
 
 def _warp_in_one_call(input: Tensor, theta: Tensor, mode: str, padding_mode: str, align_corners: bool,
                       check_finite: bool) -> Tensor:
     """pixel_coefficients and the warp in one call into the compiled module: the same bits as
     the op, without its wrappers and NumPy arithmetic (one 28x28 image on the 2-core CPU here:
-    22 us a call, against 74 us through the op)."""
-    out = empty_output(input.shape, input.dtype)
-    constants = _cached_constants(tuple(input.shape[2:]), align_corners, input.device)
-    warped = _extension.cpu.affine_warp_theta(view(as_codes(input)), view(theta), view(constants),
-                                              view(as_codes(out)), MODES[mode], PADDING_MODES[padding_mode],
-                                              align_corners, check_finite, num_threads())
+    22 us a call, against 74 us through the op). On CUDA the coefficients are folded on the
+    device (one small kernel, not the fold's torch ops) and, with check_finite, read back once."""
+    device = input.device
+    out = empty_output(input.shape, input.dtype, device)
+    constants = _cached_constants(tuple(input.shape[2:]), align_corners, device)
+    views = (view(as_codes(input)), view(theta), view(constants))
+    options = (MODES[mode], PADDING_MODES[padding_mode], align_corners, check_finite)
+    if device.type == "cpu":
+        warped = _extension.cpu.affine_warp_theta(*views, view(as_codes(out)), *options, num_threads())
+    else:
+        k = input.dim() - 2
+        coeffs = torch.empty((input.shape[0], k, k + 1), dtype=torch.float64, device=device)
+        warped = _extension.cuda.affine_warp_theta(*views, view(coeffs), view(as_codes(out)), *options,
+                                                   cuda_stream(device))
     if not warped:
         _check_finite_theta(theta)
         raise ValueError(f"theta: {_OVERFLOWING_THETA}")
