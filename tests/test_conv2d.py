@@ -164,6 +164,65 @@ def test_gradcheck_fused_relu():
     assert torch.autograd.gradcheck(lambda x, w: conv2d(x, w, padding=1, activation="relu"), (x, weight))
 
 
+GEOMETRIES = [(1, 1, 1, 1), (2, 1, 1, 2), ((2, 3), (0, 2), (2, 1), 1), (3, 4, 1, 2)]
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize(("stride", "padding", "dilation", "groups"), GEOMETRIES, ids=str)
+def test_gradgradcheck_float64(stride, padding, dilation, groups, relu):
+    """Second derivatives (gradient penalties): the backward's own derivatives are the kernels."""
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(2, 4, 7, 8, dtype=torch.float64, generator=gen, requires_grad=True)
+    weight = torch.randn(4, 4 // groups, 3, 2, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, generator=gen, requires_grad=True)
+    activation = "relu" if relu else None
+    assert torch.autograd.gradgradcheck(
+        lambda x, w, b: conv2d(x, w, b, stride, padding, dilation, groups, activation=activation, backend="medimg"),
+        (x, weight, b))
+
+
+@needs_cpu_kernels
+def test_third_derivatives():
+    gen = torch.Generator().manual_seed(14)
+    x = torch.randn(1, 2, 6, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    weight = torch.randn(3, 2, 3, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    probe = torch.randn(1, 3, 3, 3, dtype=torch.float64, generator=gen)
+
+    def first_derivatives(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+        out = conv2d(x, w, stride=2, padding=1, backend="medimg")
+        return torch.autograd.grad((probe * out**3).sum(), (x, w), create_graph=True)
+
+    assert torch.autograd.gradgradcheck(first_derivatives, (x, weight))
+
+
+def _gradient_penalty_grads(critic: torch.nn.Module, x: Tensor) -> list[Tensor]:
+    """Gradients of a WGAN-GP penalty (|d critic / d x| - 1)^2 with respect to x and the weights."""
+    x = x.clone().requires_grad_()
+    (grad_x,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    penalty = (grad_x.flatten(1).norm(dim=1) - 1).pow(2).mean()
+    wrt = [x, *critic.parameters()]
+    grads = torch.autograd.grad(penalty, wrt, allow_unused=True)  # the last bias leaves d critic / d x alone
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads, strict=True)]
+
+
+@pytest.mark.parametrize("device", [pytest.param("cpu", marks=needs_cpu_kernels),
+                                    pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_gradient_penalty_through_a_discriminator_equals_torch(device):
+    """The GAN's PatchDiscriminator (no norm layer, as WGAN-GP wants) under a gradient penalty:
+    every gradient as with F.conv2d's own double backward."""
+    from medimg.nn import PatchDiscriminator
+
+    torch.manual_seed(3)
+    ours = PatchDiscriminator(in_channels=2, base=4, layers=2, norm=None, backend="medimg").to(device)
+    theirs = PatchDiscriminator(in_channels=2, base=4, layers=2, norm=None, backend="torch").to(device)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.rand(3, 2, 32, 32, device=device)
+    got, want = _gradient_penalty_grads(ours, x), _gradient_penalty_grads(theirs, x)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5 * float(w.abs().max()))
+
+
 _OPCHECK = [  # (input shape, weight shape, stride, padding, dilation, groups, out size)
     ((2, 4, 9, 8), (6, 2, 3, 3), [1, 1], [1, 1], [1, 1], 2, [9, 8]),
     ((1, 3, 10, 7), (4, 3, 3, 2), [2, 1], [0, 1], [1, 2], 1, [4, 7]),
@@ -181,11 +240,12 @@ def test_opcheck(case, relu):
     geometry = (stride, padding, dilation, groups)
     torch.library.opcheck(torch.ops.medimg.conv2d.default, (x, weight, bias, *geometry, out_size, relu))
     torch.library.opcheck(torch.ops.medimg.conv2d.default, (x, weight, None, *geometry, out_size, relu))
-    gy = torch.randn(in_shape[0], w_shape[0], *out_size, dtype=torch.float64)
-    torch.library.opcheck(torch.ops.medimg.conv2d_grad_input.default,
-                          (gy, weight.detach(), list(in_shape[2:]), *geometry))
-    torch.library.opcheck(torch.ops.medimg.conv2d_grad_weight.default,
-                          (gy, x.detach(), list(w_shape), *geometry))
+    for needs_grad in (False, True):  # True: the backward ops' own autograd (double backward)
+        gy = torch.randn(in_shape[0], w_shape[0], *out_size, dtype=torch.float64, requires_grad=needs_grad)
+        torch.library.opcheck(torch.ops.medimg.conv2d_grad_input.default,
+                              (gy, weight.detach().requires_grad_(needs_grad), list(in_shape[2:]), *geometry))
+        torch.library.opcheck(torch.ops.medimg.conv2d_grad_weight.default,
+                              (gy, x.detach().requires_grad_(needs_grad), list(w_shape), *geometry))
 
 
 @needs_cpu_kernels

@@ -39,7 +39,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: in
             "medimg" (insist) or "torch" (F.conv2d).
 
     Returns:
-        (N, OC, OH, OW) contiguous, input's dtype; differentiable in input, weight and bias.
+        (N, OC, OH, OW) contiguous, input's dtype; differentiable in input, weight and bias, to
+        any order (gradient penalties: the backward's derivatives run on the same kernels).
 
     Example:
         >>> x, w = torch.randn(2, 1, 32, 32), torch.randn(8, 1, 3, 3)
@@ -234,3 +235,52 @@ def _backward(ctx, grad_out: Tensor):
 
 
 _conv2d_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# The two gradients are bilinear, and each one's derivatives are the other ops: with
+# <v, grad_input(g, w)> = <conv(v, w), g> and <u, grad_weight(g, x)> = <conv(x, u), g>, every
+# derivative of the backward (gradient penalties, WGAN-GP, R1) runs on the same kernels, to any
+# order.
+
+def _setup_grad_input_context(ctx, inputs, output) -> None:
+    grad_out, weight, _input_size, *geometry = inputs
+    ctx.save_for_backward(grad_out, weight)
+    ctx.geometry = geometry
+
+
+def _grad_input_backward(ctx, grad_grad_input: Tensor):
+    """Derivatives of grad_input = conv_transpose(grad_out, weight) along grad_grad_input (input's
+    shape): conv(grad_grad_input, weight) for grad_out, grad_weight(grad_out, grad_grad_input)
+    for weight."""
+    grad_out, weight = ctx.saved_tensors
+    to_grad_out = to_weight = None
+    if ctx.needs_input_grad[0]:
+        to_grad_out = torch.ops.medimg.conv2d(grad_grad_input, weight, None, *ctx.geometry,
+                                              list(grad_out.shape[2:]), False)
+    if ctx.needs_input_grad[1]:
+        to_weight = torch.ops.medimg.conv2d_grad_weight(grad_out, grad_grad_input, list(weight.shape), *ctx.geometry)
+    return to_grad_out, to_weight, None, None, None, None, None
+
+
+def _setup_grad_weight_context(ctx, inputs, output) -> None:
+    grad_out, input, _weight_shape, *geometry = inputs
+    ctx.save_for_backward(grad_out, input)
+    ctx.geometry = geometry
+
+
+def _grad_weight_backward(ctx, grad_grad_weight: Tensor):
+    """Derivatives of grad_weight(grad_out, input) along grad_grad_weight (weight's shape):
+    conv(input, grad_grad_weight) for grad_out, grad_input(grad_out, grad_grad_weight) for input."""
+    grad_out, input = ctx.saved_tensors
+    to_grad_out = to_input = None
+    if ctx.needs_input_grad[0]:
+        to_grad_out = torch.ops.medimg.conv2d(input, grad_grad_weight, None, *ctx.geometry,
+                                              list(grad_out.shape[2:]), False)
+    if ctx.needs_input_grad[1]:
+        to_input = torch.ops.medimg.conv2d_grad_input(grad_out, grad_grad_weight, list(input.shape[2:]),
+                                                      *ctx.geometry)
+    return to_grad_out, to_input, None, None, None, None, None
+
+
+_conv2d_grad_input_op.register_autograd(_grad_input_backward, setup_context=_setup_grad_input_context)
+_conv2d_grad_weight_op.register_autograd(_grad_weight_backward, setup_context=_setup_grad_weight_context)
