@@ -220,6 +220,44 @@ def test_gradcheck(backend, kind):
     assert torch.autograd.gradcheck(lambda p: soft_dice_stats(p, target, backend=backend), (probs,))
 
 
+@needs_cpu_kernels
+@pytest.mark.parametrize("kind", ["labels", "soft", "soft_needs_grad"])
+def test_gradgradcheck(kind):
+    """Second derivatives (meta-learning through a Dice loss): the backward's own derivatives."""
+    gen = torch.Generator().manual_seed(7)
+    shape = (2, 3, 4, 5)
+    probs = torch.rand(shape, generator=gen, dtype=torch.float64).softmax(1).requires_grad_()
+    if kind == "labels":
+        target = torch.randint(3, (shape[0], *shape[2:]), generator=gen)
+        assert torch.autograd.gradgradcheck(lambda p: soft_dice_stats(p, target, backend="medimg"), (probs,))
+        return
+    target = torch.rand(shape, generator=gen, dtype=torch.float64).requires_grad_(kind == "soft_needs_grad")
+    assert torch.autograd.gradgradcheck(lambda p, t: soft_dice_stats(p, t, backend="medimg"), (probs, target))
+
+
+@pytest.mark.parametrize("target_dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("device", [pytest.param("cpu", marks=needs_cpu_kernels),
+                                    pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_soft_target_gets_its_gradient(device, target_dtype):
+    """A soft target that needs a gradient (a consistency loss between two predictions) gets
+    the reference's, first and second order, also when its dtype differs from probs'."""
+    gen = torch.Generator().manual_seed(8)
+    probs = torch.rand(2, 3, 6, 5, generator=gen, dtype=torch.float64).softmax(1).to(device)
+    target = torch.rand(2, 3, 6, 5, generator=gen, dtype=torch.float64).softmax(1).to(device, target_dtype)
+    grads = []
+    for backend in ("medimg", "torch"):
+        p, t = probs.clone().requires_grad_(), target.clone().requires_grad_()
+        stats = soft_dice_stats(p, t, backend=backend)
+        dice = 2 * stats[..., 0] / (stats[..., 1] + stats[..., 2])
+        (grad_p,) = torch.autograd.grad(dice.sum(), p, create_graph=True)
+        (dice.sum() + grad_p.pow(2).sum()).backward()
+        grads.append((p.grad, t.grad))
+    (got_p, got_t), (want_p, want_t) = grads
+    assert got_t is not None and got_t.dtype == target_dtype
+    torch.testing.assert_close(got_p, want_p, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_t, want_t, rtol=1e-5, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -315,9 +353,12 @@ def test_opcheck(name):
     torch.library.opcheck(torch.ops.medimg.soft_dice_stats.default, (probs, target))
     stats = torch.ops.medimg.soft_dice_stats(probs, target)
     torch.testing.assert_close(stats.double(), oracle(probs, target), **tolerances(probs.dtype, 60))
-    grad_stats = torch.rand_like(stats)
-    torch.library.opcheck(torch.ops.medimg.soft_dice_stats_backward.default,
-                          (grad_stats, target, tuple(probs.shape), probs.dtype))
+    for needs_grad in (False, True):  # True: the backward op's own autograd (double backward)
+        grad_stats = torch.rand_like(stats).requires_grad_(needs_grad)
+        torch.library.opcheck(torch.ops.medimg.soft_dice_stats_backward.default,
+                              (grad_stats, target, tuple(probs.shape), probs.dtype))
+    if target.is_floating_point():  # a soft target with a gradient of its own
+        torch.library.opcheck(torch.ops.medimg.soft_dice_stats.default, (probs, target.detach().requires_grad_()))
 
 
 @needs_cpu_kernels

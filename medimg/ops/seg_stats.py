@@ -64,7 +64,8 @@ def segmentation_stats(pred: Tensor, target: Tensor, num_classes: int, ignore_in
 
 
 def soft_dice_stats(probs: Tensor, target: Tensor, *, backend: str = "auto") -> Tensor:
-    """Soft Dice sums per sample and class: ``[sum p*t, sum p, sum t]``, differentiable in probs.
+    """Soft Dice sums per sample and class: ``[sum p*t, sum p, sum t]``, differentiable in probs
+    and in a soft target (a consistency loss between two predictions), to any order.
 
     Args:
         probs: probabilities (N, C, *spatial), float16/bfloat16/float32/float64.
@@ -263,16 +264,48 @@ def _(grad_stats: Tensor, target: Tensor, probs_shape: Sequence[int], probs_dtyp
 
 def _setup_context(ctx, inputs, output) -> None:
     probs, target = inputs
-    _, target = _check_soft_pair(probs, target)  # as the forward read it: bool as uint8, soft cast to probs
-    ctx.save_for_backward(target)
-    ctx.probs_shape = tuple(probs.shape)
-    ctx.probs_dtype = probs.dtype
+    ctx.save_for_backward(target, probs if ctx.needs_input_grad[1] else None)
+    ctx.shapes = (tuple(probs.shape), tuple(target.shape))
+    ctx.dtypes = (probs.dtype, target.dtype)
 
 
 def _backward(ctx, grad_stats: Tensor):
-    (target,) = ctx.saved_tensors
-    grad = torch.ops.medimg.soft_dice_stats_backward(grad_stats, target, ctx.probs_shape, ctx.probs_dtype)
-    return grad, None
+    """d[Σpt, Σp, Σt]/dp = g0·t + g1, and for a soft target that needs a gradient (a consistency
+    loss between two predictions) d/dt = g0·p + g2: the same kernel, p and t swapped."""
+    target, probs = ctx.saved_tensors
+    # As the forward read it: bool labels as uint8, a soft target in probs' dtype (a cast that
+    # autograd records, so second derivatives reach the target through it).
+    target = target.to(ctx.dtypes[0]) if target.is_floating_point() else check_labels("target", target)
+    grad_probs = grad_target = None
+    if ctx.needs_input_grad[0]:
+        grad_probs = torch.ops.medimg.soft_dice_stats_backward(grad_stats, target, ctx.shapes[0], ctx.dtypes[0])
+    if ctx.needs_input_grad[1]:
+        grad_target = torch.ops.medimg.soft_dice_stats_backward(grad_stats[..., [0, 2, 1]], probs, ctx.shapes[0],
+                                                                ctx.dtypes[0]).to(ctx.dtypes[1])
+    return grad_probs, grad_target
 
 
 _soft_dice_stats_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _setup_backward_context(ctx, inputs, output) -> None:
+    grad_stats, target, _probs_shape, _probs_dtype = inputs
+    ctx.save_for_backward(grad_stats, target)
+
+
+def _backward_backward(ctx, grad_grad: Tensor):
+    """Derivatives of g0·t + g1 (linear in grad_stats g and in a soft t) along grad_grad (probs'
+    shape): [Σ grad_grad·t, Σ grad_grad, 0] for g, the forward op's first two columns, and
+    g0·grad_grad for a soft t."""
+    grad_stats, target = ctx.saved_tensors
+    to_grad_stats = to_target = None
+    if ctx.needs_input_grad[0]:
+        stats = torch.ops.medimg.soft_dice_stats(grad_grad, target)
+        to_grad_stats = (stats * stats.new_tensor([1.0, 1.0, 0.0])).to(grad_stats.dtype)
+    if ctx.needs_input_grad[1]:
+        spread = grad_stats[..., 0].reshape(*grad_stats.shape[:2], *[1] * (grad_grad.dim() - 2))
+        to_target = (spread * grad_grad).to(target.dtype)
+    return to_grad_stats, to_target, None, None
+
+
+_soft_dice_backward_op.register_autograd(_backward_backward, setup_context=_setup_backward_context)
