@@ -60,6 +60,23 @@ def test_gradgradcheck_nearest_input(shape, padding_mode):
                                         eps=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 5), (2, 1, 4, 1), (1, 1, 1, 4, 5), (1, 2, 3, 4)], ids=str)
+def test_gradgradcheck_of_the_op_at_any_coefficients(shape, padding_mode, align_corners):
+    """The op itself, at coefficients no theta gives (pixel_coefficients makes a size-1 axis's
+    row exactly 0 with align_corners=True; here it is not): its second derivatives are still
+    those of its own first derivatives."""
+    gen = torch.Generator().manual_seed(case_seed(shape, padding_mode, align_corners, "op"))
+    k = len(shape) - 2
+    x = torch.randn(shape, generator=gen, dtype=torch.float64, requires_grad=True)
+    coeffs = pixel_coefficients(random_theta(shape[0], k, "mild", gen), shape[2:], align_corners)
+    coeffs = (coeffs + 0.3 * torch.rand(coeffs.shape, generator=gen, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradgradcheck(
+        lambda x, c: torch.ops.medimg.affine_sample(x, c, "bilinear", padding_mode, align_corners), (x, coeffs),
+        eps=1e-6, atol=1e-5)
+
+
 @pytest.mark.parametrize("theta_grad", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize(("mode", "padding_mode", "align_corners"), [
@@ -113,17 +130,17 @@ def test_third_derivatives(shape):
     assert torch.autograd.gradgradcheck(first_derivatives, (x, theta), eps=1e-6, atol=1e-5)
 
 
-@pytest.mark.parametrize("need_input", [True, False])
+@pytest.mark.parametrize(("need_input", "need_coeffs"), [(True, True), (False, True), (True, False)])
 @pytest.mark.parametrize(("mode", "padding_mode", "align_corners"), [
     ("bilinear", "reflection", False), ("bilinear", "zeros", True), ("nearest", "border", False)], ids=str)
-def test_opcheck_backward_with_gradients(mode, padding_mode, align_corners, need_input):
+def test_opcheck_backward_with_gradients(mode, padding_mode, align_corners, need_input, need_coeffs):
     """The backward op's own autograd registration, with every tensor argument requiring grad."""
-    gen = torch.Generator().manual_seed(case_seed(mode, padding_mode, align_corners, need_input))
+    gen = torch.Generator().manual_seed(case_seed(mode, padding_mode, align_corners, need_input, need_coeffs))
     shape = (2, 2, 5, 6)
     x = torch.randn(shape, generator=gen, dtype=torch.float64, requires_grad=True)
     grad_out = torch.randn(shape, generator=gen, dtype=torch.float64, requires_grad=True)
     coeffs = pixel_coefficients(random_theta(2, 2, "mild", gen), shape[2:], align_corners).requires_grad_()
-    args = (grad_out, x, coeffs, mode, padding_mode, align_corners, need_input, True)
+    args = (grad_out, x, coeffs, mode, padding_mode, align_corners, need_input, need_coeffs)
     torch.library.opcheck(torch.ops.medimg.affine_sample_backward.default, args)
 
 

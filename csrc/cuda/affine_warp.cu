@@ -82,10 +82,9 @@ struct BackwardLaunch {
   }
 };
 
-}  // namespace
-
-void affine_warp(const TensorView& input, const TensorView& coeffs, const TensorView& out, int32_t interp,
-                 int32_t padding, bool align_corners, uintptr_t stream) {
+// What the forward kernel needs of its views (32-bit plane offsets, grid limits), checked
+// before anything is launched.
+void check_forward_views(const TensorView& input, const TensorView& coeffs, const TensorView& out) {
   check_warp_views(input, coeffs, out, "out");
   MEDIMG_CHECK_ARG(out.dtype == input.dtype, "out must have the dtype of input");
   MEDIMG_CHECK_ARG(coeffs.dtype == DType::Float64, "coeffs must be float64");
@@ -93,6 +92,13 @@ void affine_warp(const TensorView& input, const TensorView& coeffs, const Tensor
                    "input: one channel plane must hold and span fewer than 2^31 elements on CUDA");
   MEDIMG_CHECK_ARG(input.sizes[0] * (input.ndim == 5 ? input.sizes[2] : 1) <= INT32_MAX,
                    "input: N * D must be below 2^31 on CUDA");
+}
+
+}  // namespace
+
+void affine_warp(const TensorView& input, const TensorView& coeffs, const TensorView& out, int32_t interp,
+                 int32_t padding, bool align_corners, uintptr_t stream) {
+  check_forward_views(input, coeffs, out);
   DeviceGuard guard(input.device);
   const int dims = input.ndim - 2;
   const auto s = reinterpret_cast<cudaStream_t>(stream);
@@ -108,8 +114,7 @@ bool affine_warp_theta(const TensorView& input, const TensorView& theta, const T
   MEDIMG_CHECK_ARG(input.ndim == k + 2 && theta.sizes[0] == input.sizes[0],
                    "theta: expected (N, k, k + 1) for input's N and k spatial dimensions");
   MEDIMG_CHECK_ARG(theta.device == input.device && input.device >= 0, "theta: must be on input's CUDA device");
-  check_warp_views(input, coeffs, out, "out");
-  MEDIMG_CHECK_ARG(coeffs.dtype == DType::Float64, "coeffs must be float64");
+  check_forward_views(input, coeffs, out);  // before the fold and the wait, not after
   const int64_t n = theta.sizes[0];
   if (n > 0) {
     DeviceGuard guard(input.device);

@@ -75,14 +75,17 @@ def affine_grid_sample(input: Tensor, theta: Tensor, mode: str = "bilinear", pad
 def affine_sample(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
     """medimg::affine_sample by F.grid_sample: ``input`` (N, C, *spatial) float sampled at the
     pixel coordinates coeffs · (w, h[, d], 1), coeffs (N, k, k + 1). Differentiable to any order
-    in both; along an axis of size 1 with align_corners=True it samples pixel 0 whatever the
-    coordinate, as grid_sample does (pixel_coefficients gives exactly 0 there)."""
+    in both. Zeros and border padding bound coordinates in pixels whatever align_corners, so
+    the align_corners=False normalisation carries every pixel coordinate through, even along
+    an axis of size 1; reflection's bounds depend on align_corners, so it keeps its own (along
+    a size-1 axis with align_corners=True every coordinate reflects to pixel 0, as the kernel's)."""
     spatial = input.shape[2:]
     axes = torch.meshgrid(*(torch.arange(s, dtype=coeffs.dtype, device=input.device) for s in spatial),
                           indexing="ij")
     homogeneous = torch.stack([*reversed(axes), torch.ones_like(axes[0])], dim=-1)  # (*spatial, k + 1): w, h[, d], 1
     pixel = torch.einsum("...j,nij->n...i", homogeneous, coeffs)  # (N, *spatial, k): x, y[, z]
     sizes = torch.tensor(spatial[::-1], dtype=coeffs.dtype, device=input.device)
+    align_corners = align_corners and padding_mode == "reflection"
     if align_corners:
         grid = torch.where(sizes > 1, 2 * pixel / (sizes - 1).clamp(min=1) - 1, 0.0)
     else:
