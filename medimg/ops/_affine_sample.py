@@ -75,28 +75,29 @@ def _check_kernel_dtype(input: Tensor, supported: tuple[torch.dtype, ...], where
                         f"(supported: {', '.join(map(str, supported))}); pass backend='torch'")
 
 
+def _forward(module, input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool,
+             where: str, last: int) -> Tensor:
+    """The compiled warp of `module` (the device's), `where` naming it in errors; `last`: its
+    final argument (CPU threads, or the CUDA stream)."""
+    _check_kernel_dtype(input, KERNEL_DTYPES[input.device.type], where)
+    _check_coeffs(input, coeffs)
+    input = _plane_addressable(input)
+    out = empty_output(input.shape, input.dtype, input.device)
+    module.affine_warp(view(input), view(coeffs.to(torch.float64).contiguous()), view(out), MODES[mode],
+                       PADDING_MODES[padding_mode], align_corners, last)
+    return out
+
+
 @_affine_sample_op.register_kernel("cpu")
 def _affine_sample_cpu(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
     module = _extension.require(_extension.cpu, _extension.cpu_error, "affine_grid_sample on the CPU")
-    _check_kernel_dtype(input, KERNEL_DTYPES["cpu"], "CPU")
-    _check_coeffs(input, coeffs)
-    input = _plane_addressable(input)
-    out = empty_output(input.shape, input.dtype)
-    module.affine_warp(view(input), view(coeffs.to(torch.float64).contiguous()), view(out), MODES[mode],
-                       PADDING_MODES[padding_mode], align_corners, num_threads())
-    return out
+    return _forward(module, input, coeffs, mode, padding_mode, align_corners, "CPU", num_threads())
 
 
 @_affine_sample_op.register_kernel("cuda")
 def _affine_sample_cuda(input: Tensor, coeffs: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
     module = _extension.require(_extension.cuda, _extension.cuda_error, "affine_grid_sample on CUDA")
-    _check_kernel_dtype(input, KERNEL_DTYPES["cuda"], "CUDA")
-    _check_coeffs(input, coeffs)
-    input = _plane_addressable(input)
-    out = torch.empty(input.shape, dtype=input.dtype, device=input.device)
-    module.affine_warp(view(input), view(coeffs.to(torch.float64).contiguous()), view(out), MODES[mode],
-                       PADDING_MODES[padding_mode], align_corners, cuda_stream(input.device))
-    return out
+    return _forward(module, input, coeffs, mode, padding_mode, align_corners, "CUDA", cuda_stream(input.device))
 
 
 FORWARD_KERNELS = {"cpu": _affine_sample_cpu, "cuda": _affine_sample_cuda}
