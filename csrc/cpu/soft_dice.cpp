@@ -3,8 +3,8 @@
 // probs: (N, C, S) float view (any strides); target: (N, S) integer labels or (N, C, S)
 // soft target of the probs' dtype. Units are (sample, chunk of kChunk pixels); inside a unit
 // each class is one vectorised reduction over the chunk (the label chunk stays in L1 while
-// the classes go by). Partial sums are taken in float (double for float64) per chunk and
-// merged in double, so the result does not drift with image size.
+// the classes go by). Partial sums are taken in float (double for float64) per block of kBlock
+// pixels and merged in double, so the result does not drift with image size or layout.
 #include <omp.h>
 
 #include <algorithm>
@@ -21,6 +21,10 @@ namespace medimg::cpu::MEDIMG_ISA_NS {
 namespace {
 
 constexpr int64_t kChunk = 4096;
+// Float partial sums span at most kBlock pixels before they are added in double: a strided view
+// that does not vectorise sums in one lane, whose rounding grows with its length (4096 equal
+// values: 2.4e-5 relative; 128: under 4e-6, as the vector lanes' sums).
+constexpr int64_t kBlock = 128;
 constexpr int64_t kParallelElements = int64_t(1) << 15;
 
 int threads_for(int64_t elements, int num_threads) {
@@ -59,19 +63,22 @@ int64_t stats_typed(const TensorView& probs, const TensorView& target, const Ten
       const L* t0 = target.ptr<const L>() + sample * target.strides[0] + s0 * ts;
       for (int64_t c = 0; c < classes; ++c) {
         const P* p = p0 + c * pc;
-        Acc inter = 0, psum = 0, tsum = 0;
-#pragma omp simd reduction(+ : inter, psum, tsum)
-        for (int64_t s = 0; s < len; ++s) {
-          const Acc pv = to_acc(p[s * ps]);
-          const Acc tv = target_at<P, L, kLabels>(t0, s, ts, c, tc);
-          inter += pv * tv;
-          psum += pv;
-          tsum += tv;
-        }
         double* o = local.data() + (sample * classes + c) * 3;
-        o[0] += inter;
-        o[1] += psum;
-        o[2] += tsum;
+        for (int64_t b0 = 0; b0 < len; b0 += kBlock) {
+          const int64_t b1 = std::min(len, b0 + kBlock);
+          Acc inter = 0, psum = 0, tsum = 0;
+#pragma omp simd reduction(+ : inter, psum, tsum)
+          for (int64_t s = b0; s < b1; ++s) {
+            const Acc pv = to_acc(p[s * ps]);
+            const Acc tv = target_at<P, L, kLabels>(t0, s, ts, c, tc);
+            inter += pv * tv;
+            psum += pv;
+            tsum += tv;
+          }
+          o[0] += inter;
+          o[1] += psum;
+          o[2] += tsum;
+        }
       }
     }
 #pragma omp critical(medimg_soft_dice_merge)

@@ -273,9 +273,11 @@ def _backward(ctx, grad_stats: Tensor):
     """d[Σpt, Σp, Σt]/dp = g0·t + g1, and for a soft target that needs a gradient (a consistency
     loss between two predictions) d/dt = g0·p + g2: the same kernel, p and t swapped."""
     target, probs = ctx.saved_tensors
-    # As the forward read it: bool labels as uint8, a soft target in probs' dtype (a cast that
-    # autograd records, so second derivatives reach the target through it).
-    target = target.to(ctx.dtypes[0]) if target.is_floating_point() else check_labels("target", target)
+    # As the forward read it (labels by shape, as _check_soft_pair): bool labels as uint8; a
+    # soft or one-hot target, of any dtype, in probs' dtype (a cast that autograd records, so
+    # second derivatives reach the target through it).
+    labels = target.dim() == len(ctx.shapes[0]) - 1
+    target = check_labels("target", target) if labels else target.to(ctx.dtypes[0])
     grad_probs = grad_target = None
     if ctx.needs_input_grad[0]:
         grad_probs = torch.ops.medimg.soft_dice_stats_backward(grad_stats, target, ctx.shapes[0], ctx.dtypes[0])
@@ -296,7 +298,8 @@ def _setup_backward_context(ctx, inputs, output) -> None:
 def _backward_backward(ctx, grad_grad: Tensor):
     """Derivatives of g0·t + g1 (linear in grad_stats g and in a soft t) along grad_grad (probs'
     shape): [Σ grad_grad·t, Σ grad_grad, 0] for g, the forward op's first two columns, and
-    g0·grad_grad for a soft t."""
+    g0·grad_grad for a soft t. (With labels on CUDA, the forward op's label check waits for the
+    stream once more.)"""
     grad_stats, target = ctx.saved_tensors
     to_grad_stats = to_target = None
     if ctx.needs_input_grad[0]:
