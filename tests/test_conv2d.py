@@ -164,7 +164,8 @@ def test_gradcheck_fused_relu():
     assert torch.autograd.gradcheck(lambda x, w: conv2d(x, w, padding=1, activation="relu"), (x, weight))
 
 
-GEOMETRIES = [(1, 1, 1, 1), (2, 1, 1, 2), ((2, 3), (0, 2), (2, 1), 1), (3, 4, 1, 2)]
+GEOMETRIES = [(1, 1, 1, 1), (2, 1, 1, 2), ((2, 3), (0, 2), (2, 1), 1), (3, 4, 1, 2), (1, "same", 2, 1),
+              (1, "valid", 1, 2)]
 
 
 @needs_cpu_kernels
@@ -194,6 +195,28 @@ def test_third_derivatives():
         return torch.autograd.grad((probe * out**3).sum(), (x, w), create_graph=True)
 
     assert torch.autograd.gradgradcheck(first_derivatives, (x, weight))
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("channels", [3, 16], ids=["implicit-gemm", "winograd"])
+def test_float32_second_derivatives_equal_f_conv2d(channels):
+    """float32 on each CPU path (16 channels take the Winograd kernel), and unbatched input."""
+    gen = torch.Generator().manual_seed(15)
+    x = torch.randn(2, channels, 11, 12, generator=gen)
+    weight = torch.randn(channels, channels, 3, 3, generator=gen) / channels
+    probe = torch.randn(2, channels, 11, 12, generator=gen)
+    grads = []
+    for backend in ("medimg", "torch"):
+        for sample in (x, x[0]):
+            a, w = sample.clone().requires_grad_(), weight.clone().requires_grad_()
+            out = conv2d(a, w, padding=1, backend=backend)
+            weighting = probe if out.dim() == 4 else probe[0]
+            (grad_a,) = torch.autograd.grad((weighting * out**2).sum(), a, create_graph=True)
+            grad_a.pow(2).sum().backward()
+            grads += [a.grad, w.grad]
+    half = len(grads) // 2
+    for got, want in zip(grads[:half], grads[half:], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
 
 
 def _gradient_penalty_grads(critic: torch.nn.Module, x: Tensor) -> list[Tensor]:
