@@ -4,29 +4,15 @@
 //
 // The Python formula's operations in its order, each product and sum rounded on its own (no
 // fused multiply-add), so the same bits: on the host, files that include this header are
-// compiled with -ffp-contract=off; on the device, mul_rn and add_rn round explicitly.
+// compiled with -ffp-contract=off; on the device, mul_rn and add_rn (common/rounding.h) round
+// explicitly.
 #pragma once
 
 #include "common/macros.h"
+#include "common/rounding.h"
 #include "common/tensor_view.h"
 
 namespace medimg {
-
-MEDIMG_HD double mul_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-
-MEDIMG_HD double add_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
 
 // coeffs (K x (K + 1), row-major) of one sample's theta (K x (K + 1), row-major, float64) and
 // the constants (K x (K + 2) x (K + 1), coefficient_constants in medimg/ops/affine.py): row r
@@ -42,6 +28,18 @@ MEDIMG_HD void fold_theta(const double* theta, const double* constants, double* 
       coeffs[r * (K + 1) + a] = add_rn(sum, c[(K + 1) * (K + 1) + a]);
     }
   }
+}
+
+// fold_theta of sample i of theta (N, K, K + 1) of T (float or double), any strides, into
+// coeffs (K x (K + 1)): the CPU loop's and the CUDA kernel's one step.
+template <class T, int K>
+MEDIMG_HD void fold_sample(const TensorView& theta, int64_t i, const double* constants, double* coeffs) {
+  const T* t = theta.ptr<const T>() + i * theta.strides[0];
+  double values[K * (K + 1)];
+  for (int r = 0; r < K; ++r) {
+    for (int j = 0; j <= K; ++j) values[r * (K + 1) + j] = double(t[r * theta.strides[1] + j * theta.strides[2]]);
+  }
+  fold_theta<K>(values, constants, coeffs);
 }
 
 // The views fold_theta reads, checked on the host: theta (N, k, k + 1) float32 or float64 with

@@ -15,6 +15,7 @@
 
 #include "common/float_types.h"
 #include "common/philox.h"
+#include "common/rounding.h"
 
 namespace medimg::cuda {
 
@@ -31,27 +32,8 @@ inline dim3 intensity_grid(int64_t items, int64_t samples) {
 template <class T>
 using intensity_acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
-// Products and sums rounded one at a time (nvcc would fuse a * b + c): as torch's separate
+// The final product and sum rounded one at a time (common/rounding.h), as torch's separate
 // elementwise ops round them, so a gamma of 1 gives the formula's bits.
-template <class F>
-MEDIMG_HD F product_rn(F a, F b) {
-#if defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<F, float>) return __fmul_rn(a, b);
-  else return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-
-template <class F>
-MEDIMG_HD F sum_rn(F a, F b) {
-#if defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<F, float>) return __fadd_rn(a, b);
-  else return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
 
 // cos and sin of 2 pi t, t in [0, 1).
 template <class F>
@@ -128,7 +110,7 @@ __global__ void __launch_bounds__(kIntensityThreads)
       F b = (load_as<F>(read_input(in + i)) - lo) / e;
       b = b < F(0) ? F(0) : b > F(1) ? F(1) : b;
       const F power = b >= F(1) ? F(1) : g == F(1) ? b : std::pow(b, g);
-      to[i] = store_as<T>(sum_rn(product_rn(power, e), lo));
+      to[i] = store_as<T>(add_rn(mul_rn(power, e), lo));
     }
   }
 }

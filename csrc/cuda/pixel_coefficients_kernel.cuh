@@ -20,13 +20,7 @@ template <class T, int K>
 __global__ void __launch_bounds__(kFoldThreads) fold_theta_kernel(TensorView theta, const double* constants,
                                                                   double* coeffs) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i >= theta.sizes[0]) return;
-  const T* t = theta.ptr<const T>() + i * theta.strides[0];
-  double values[K * (K + 1)];
-  for (int r = 0; r < K; ++r) {
-    for (int j = 0; j <= K; ++j) values[r * (K + 1) + j] = double(t[r * theta.strides[1] + j * theta.strides[2]]);
-  }
-  fold_theta<K>(values, constants, coeffs + i * (K * (K + 1)));
+  if (i < theta.sizes[0]) fold_sample<T, K>(theta, i, constants, coeffs + i * (K * (K + 1)));
 }
 
 inline unsigned fold_blocks(int64_t n) { return unsigned((n + kFoldThreads - 1) / kFoldThreads); }
