@@ -124,26 +124,27 @@ def _(image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor) -> Tensor:
     return torch.empty_like(image.permute(order), memory_format=torch.contiguous_format).permute(_inverse(order))
 
 
+def _curve_in_memory_order(module, image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor, last: int) -> Tensor:
+    """The compiled curve of `module` (the device's) over image in its memory order, the output
+    laid out alike; `last`: the kernel's final argument (CPU threads, or the CUDA stream)."""
+    order = _memory_order(image)
+    image_in_order = image.permute(order).contiguous()
+    out_in_order = empty_output(image_in_order.shape, image.dtype, image.device)
+    module.gamma_curve(view(image_in_order), view(gamma.contiguous()), view(low.contiguous()),
+                       view(extent.contiguous()), view(out_in_order), last)
+    return out_in_order.permute(_inverse(order))
+
+
 @_gamma_curve_op.register_kernel("cpu")
 def _gamma_curve_cpu(image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor) -> Tensor:
     module = _extension.require(_extension.cpu, _extension.cpu_error, "gamma_curve on the CPU")
-    order = _memory_order(image)
-    image_in_order = image.permute(order).contiguous()
-    out_in_order = empty_output(image_in_order.shape, image.dtype)
-    module.gamma_curve(view(image_in_order), view(gamma.contiguous()), view(low.contiguous()),
-                       view(extent.contiguous()), view(out_in_order), num_threads())
-    return out_in_order.permute(_inverse(order))
+    return _curve_in_memory_order(module, image, gamma, low, extent, num_threads())
 
 
 @_gamma_curve_op.register_kernel("cuda")
 def _gamma_curve_cuda(image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor) -> Tensor:
     module = _extension.require(_extension.cuda, _extension.cuda_error, "gamma_curve on CUDA")
-    order = _memory_order(image)
-    image_in_order = image.permute(order).contiguous()
-    out_in_order = torch.empty_like(image_in_order, memory_format=torch.contiguous_format)
-    module.gamma_curve(view(image_in_order), view(gamma.contiguous()), view(low.contiguous()),
-                       view(extent.contiguous()), view(out_in_order), cuda_stream(image.device))
-    return out_in_order.permute(_inverse(order))
+    return _curve_in_memory_order(module, image, gamma, low, extent, cuda_stream(image.device))
 
 
 _KERNELS = {"cpu": _gamma_curve_cpu, "cuda": _gamma_curve_cuda}
