@@ -4,12 +4,12 @@
 # benchmarks. Each stage has its own time limit and log under $1 (default ./gpu-logs), so a
 # stage that fails or runs long does not cost the others. Extra wheels (peers such as kornia)
 # in ./.whl are installed first, without dependencies, into a private folder.
-#   usage: bash benchmarks/gpu_check.sh [log dir] [stages: build tests bench-augment ...]
+#   usage: bash benchmarks/gpu_check.sh [log dir] [stages: build tests sweep bench-augment ... sanitize]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 logs=$(realpath -m "${1:-gpu-logs}")
 shift || true
-stages=${*:-build tests bench-augment bench-intensity bench-metrics bench-conv bench-models}
+stages=${*:-build tests sweep bench-augment bench-intensity bench-metrics bench-conv bench-models sanitize}
 for s in $stages; do  # refuse a misspelt stage before spending device time on the others
   case $s in build|tests|tests-all|bench-*) ;; *) echo "unknown stage $s"; exit 2 ;; esac
 done
@@ -40,11 +40,17 @@ for s in $stages; do
         CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=$arch" \
         python3 -m pip install -v --no-build-isolation --no-deps --no-index .
       medimg info > "$logs/info.log" 2>&1; cat "$logs/info.log" ;;
-    tests)  # every CUDA-marked test, then the Triton kernels on the GPU; 8 processes each
-      stage tests 180 bash -c 'python3 -P -m pytest -q -p no:cacheprovider -n 8 --timeout 240 -m cuda tests;
-        python3 -P -m pytest -q -p no:cacheprovider -n 8 --timeout 240 tests/test_conv2d_triton.py' ;;
+    tests)  # every CUDA-marked test, then the Triton kernels on the GPU; 12 processes each
+      stage tests 280 bash -c 'python3 -P -m pytest -q -p no:cacheprovider -n 12 --timeout 240 -m cuda tests;
+        python3 -P -m pytest -q -p no:cacheprovider -n 12 --timeout 240 tests/test_conv2d_triton.py' ;;
     tests-all)
       stage tests-all 400 python3 -P -m pytest -q -p no:cacheprovider -n 8 --timeout 240 tests ;;
+    sweep)  # bare-kernel bandwidth, back-to-back host cost and launches per call (benchmarks/gpu_warp_sweep.py)
+      stage sweep 120 python3 -P benchmarks/gpu_warp_sweep.py ;;
+    sanitize)  # memcheck over the CUDA kernels' own tests: warp one call, theta fold, noise, gamma
+      stage sanitize "${SANITIZE_LIMIT:-150}" compute-sanitizer --tool memcheck --error-exitcode 1 \
+        python3 -P -m pytest -q -p no:cacheprovider -m cuda -k "one_call_equals or one_call_checks or cuda_noise_is or cuda_kernel_matches" \
+        tests/test_affine_grid_sample.py tests/test_transforms.py tests/test_noise.py tests/test_gamma_curve.py ;;
     bench-*)
       stage "$s" "${BENCH_LIMIT:-150}" medimg bench "${s#bench-}" --device cuda --min-run-time 0.2 ;;
   esac
