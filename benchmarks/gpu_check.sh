@@ -11,7 +11,7 @@ logs=$(realpath -m "${1:-gpu-logs}")
 shift || true
 stages=${*:-build tests sweep bench-augment bench-intensity bench-metrics bench-conv bench-models sanitize}
 for s in $stages; do  # refuse a misspelt stage before spending device time on the others
-  case $s in build|tests|tests-all|bench-*) ;; *) echo "unknown stage $s"; exit 2 ;; esac
+  case $s in build|tests|tests-all|sweep|sanitize|bench-*) ;; *) echo "unknown stage $s"; exit 2 ;; esac
 done
 mkdir -p "$logs"
 export PYTHONUNBUFFERED=1
@@ -45,8 +45,8 @@ for s in $stages; do
         python3 -P -m pytest -q -p no:cacheprovider -n 12 --timeout 240 tests/test_conv2d_triton.py' ;;
     tests-all)
       stage tests-all 400 python3 -P -m pytest -q -p no:cacheprovider -n 8 --timeout 240 tests ;;
-    sweep)  # bare-kernel bandwidth, back-to-back host cost and launches per call (benchmarks/gpu_warp_sweep.py)
-      stage sweep 120 python3 -P benchmarks/gpu_warp_sweep.py ;;
+    sweep)  # bare-kernel bandwidth, back-to-back host cost and launches per call (benchmarks/gpu_sweep.py)
+      stage sweep 150 python3 -P benchmarks/gpu_sweep.py ;;
     sanitize)  # memcheck over the CUDA kernels' own tests: warp one call, theta fold, noise, gamma
       stage sanitize "${SANITIZE_LIMIT:-150}" compute-sanitizer --tool memcheck --error-exitcode 1 \
         python3 -P -m pytest -q -p no:cacheprovider -m cuda -k "one_call_equals or one_call_checks or cuda_noise_is or cuda_kernel_matches" \

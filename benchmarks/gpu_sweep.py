@@ -1,21 +1,23 @@
-"""GPU-only timing of the affine warp that `medimg bench` does not give: the bare kernel's
-fraction of copy bandwidth (many calls between two CUDA events, no host waits), per angle,
-dtype and mode; back-to-back calls on the issue's batch (host cost per call); and the kernel
-launches and stream syncs one call makes (torch.profiler).
+"""GPU-only timings that `medimg bench` does not give: the bare warp kernel's fraction of copy
+bandwidth (many calls between two CUDA events, no host waits), per angle, dtype and mode;
+back-to-back calls on the issue's batch (host cost per call); and the kernel launches and
+stream syncs one call makes (torch.profiler), for the warp and the intensity transforms.
 
-    usage (on a CUDA machine with medimg built): python3 benchmarks/gpu_warp_sweep.py
+    usage (on a CUDA machine with medimg built):
+        python3 benchmarks/gpu_sweep.py [issue-batch] [bandwidth] [intensity]   (default: all)
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
 from medimg.ops import affine_grid_sample
-from medimg.transforms import RandomAffine
+from medimg.transforms import Normalize01, RandomAffine, RandomGamma, RandomGaussianNoise
 
 CALLS, REPEATS = 20, 5
 
@@ -123,7 +125,27 @@ def issue_batch() -> None:
             print(f"  {name}: {back_to_back_ms(fn):.3f} ms; {kernels} kernels, {syncs} syncs per call")
 
 
+def intensity_launches() -> None:
+    """Launches, syncs and back-to-back time per call of each intensity transform on 32 x 1x256^2."""
+    image = torch.rand(32, 1, 256, 256, generator=torch.Generator().manual_seed(0)).cuda()
+    generator = torch.Generator("cuda").manual_seed(1)
+    transforms = {"Normalize01(percentiles=(1, 99))": Normalize01(percentiles=(1, 99)),
+                  "Normalize01(percentiles=(1, 99), check_finite=False)":
+                      Normalize01(percentiles=(1, 99), check_finite=False),
+                  "RandomGaussianNoise(0.05, p=1)": RandomGaussianNoise((0.05, 0.05), p=1.0),
+                  "RandomGamma(p=1)": RandomGamma(p=1.0),
+                  "RandomGamma(p=1, check_finite=False)": RandomGamma(p=1.0, check_finite=False)}
+    print("\nintensity transforms, 32x1x256^2 f32 (ms per call back to back, 200 calls, one sync)")
+    for name, transform in transforms.items():
+        def call(transform=transform):
+            return transform(image, generator=generator)
+        kernels, syncs = launches_and_syncs(call)
+        print(f"  {name}: {back_to_back_ms(call):.3f} ms; {kernels} kernels, {syncs} syncs per call")
+
+
+SECTIONS = {"issue-batch": issue_batch, "bandwidth": bandwidth_sweep, "intensity": intensity_launches}
+
 if __name__ == "__main__":
     print(torch.cuda.get_device_name(), torch.__version__)
-    issue_batch()
-    bandwidth_sweep()
+    for section in sys.argv[1:] or SECTIONS:
+        SECTIONS[section]()
