@@ -161,8 +161,9 @@ MEDIMG_HD RowLine<kDims> row_line(const double* m, int64_t w0, int64_t h, int64_
   RowLine<kDims> line;
   for (int r = 0; r < kDims; ++r) {
     const double* row = m + r * (kDims + 1);
-    const double z = kDims == 3 ? row[2] * double(d) : 0.0;
-    line.base[r] = row[0] * double(w0) + row[1] * double(h) + z + row[kDims];
+    line.base[r] = row[0] * double(w0) + row[1] * double(h);
+    if constexpr (kDims == 3) line.base[r] += row[2] * double(d);  // in 2D, not even + 0.0
+    line.base[r] += row[kDims];
     line.step[r] = row[0];
   }
   return line;
@@ -208,10 +209,13 @@ MEDIMG_HD void lower_corner(const F* coord, I* lower, F* frac) {
   }
 }
 
-// 0 <= i < size, as one unsigned comparison.
+// 0 <= i < size, as one unsigned comparison in I's width: for a 32-bit I the caller guarantees
+// size < 2^31 (the CUDA forward's plane offsets fit in int32), so that the comparison takes one
+// instruction there instead of three (a 64-bit compare of the sign-extended index).
 template <class I>
 MEDIMG_HD bool in_bounds(I i, int64_t size) {
-  return uint64_t(int64_t(i)) < uint64_t(size);
+  using U = std::make_unsigned_t<I>;
+  return U(i) < U(size);
 }
 
 // Index of the nearest pixel: round half to even, as grid_sample (nearbyint). Coordinates
@@ -225,11 +229,12 @@ MEDIMG_HD I nearest_index(F x) {
 // with what weights, from the pixel's raw (unpadded) source coordinates, after padding. A tap
 // outside the image weighs 0 and points inside the plane (reading it is safe; it adds nothing).
 // I indexes within one channel plane, so the caller guarantees plane offsets fit in I. Offsets
-// are summed in unsigned arithmetic (wrapping, never overflowing).
+// are summed in unsigned arithmetic (wrapping, never overflowing) and kept unsigned: they lie in
+// [0, plane), and a 32-bit unsigned offset extends to a pointer's width with no instruction.
 template <class F, int kDims, Interp kInterp, class I>
 struct PointTaps {
   static constexpr int kCount = kInterp == Interp::Bilinear ? 1 << kDims : 1;
-  I offset[kCount];
+  std::make_unsigned_t<I> offset[kCount];
   F weight[kCount];  // nearest: 1 inside the image, 0 outside
 };
 
@@ -247,7 +252,7 @@ MEDIMG_HD PointTaps<F, kDims, kInterp, I> point_taps(const F* raw, const WarpGeo
       ok = ok && in_bounds(q, g.size[r]);
       o += U(q) * U(g.stride[r]);
     }
-    taps.offset[0] = ok ? I(o) : I(0);
+    taps.offset[0] = ok ? o : U(0);
     taps.weight[0] = ok ? F(1) : F(0);
   } else {
     I lo[kDims];
@@ -273,7 +278,7 @@ MEDIMG_HD PointTaps<F, kDims, kInterp, I> point_taps(const F* raw, const WarpGeo
         o += axis_offset[r][(k >> r) & 1];
         w *= axis_weight[r][(k >> r) & 1];
       }
-      taps.offset[k] = I(o);
+      taps.offset[k] = o;
       taps.weight[k] = w;
     }
   }

@@ -41,6 +41,21 @@ constexpr int block_width() {
 static_assert(kRowSegment % block_width<2>() == 0 && kRowSegment % block_width<3>() == 0,
               "a block's pixels must lie in one row segment");
 
+// x itself (a pointer or a 64-bit integer), as a value the compiler cannot take apart. Left
+// alone, nvcc folds a channel's base pointer back into 64-bit element arithmetic from the
+// kernel's arguments: five instructions per tap address (sign extension, a 64-bit add, a 64-bit
+// shift-add) and four per store. With the channel's read pointer opaque, a tap address is one
+// shift-add pair; with the store offset opaque (an integer, so that the store stays a global
+// one, STG, not a generic ST), each store is one immediate offset.
+template <class X>
+__device__ __forceinline__ X opaque(X x) {
+  static_assert(sizeof(X) == 8, "a 64-bit value");
+#if defined(__CUDA_ARCH__)
+  asm("mov.b64 %0, %0;" : "+l"(x));
+#endif
+  return x;
+}
+
 template <class T, int kDims, Interp kInterp, Padding kPad>
 __global__ void __launch_bounds__(kTileW * kTileH) forward_kernel(TensorView input, const double* coeffs, T* out,
                                                                   bool align, WarpGeometry g) {
@@ -70,9 +85,9 @@ __global__ void __launch_bounds__(kTileW * kTileH) forward_kernel(TensorView inp
         segment_point<F, kDims>(base, step, int32_t(first + j * kTileW - segment), raw);
         taps[j] = point_taps<F, kDims, kInterp, kPad, int32_t>(raw, g, align);
       }
-      T* dst_row = dst + int64_t(h) * width;
+      T* dst_row = dst + int64_t(h) * width + first;
       for (int64_t c = 0; c < g.c; ++c) {
-        const T* s = src + c * g.channel_stride;
+        const T* s = opaque(src + c * g.channel_stride);
         // Every tap of every pixel is read before any is used, with no branch between the reads
         // (a tap outside the image is read inside the plane and not used), so all are in flight.
         T values[kPixels][Taps::kCount];
@@ -81,10 +96,10 @@ __global__ void __launch_bounds__(kTileW * kTileH) forward_kernel(TensorView inp
 #pragma unroll
           for (int k = 0; k < Taps::kCount; ++k) values[j][k] = read_input(s + taps[j].offset[k]);
         }
+        T* to = dst_row + opaque(c * plane);  // this thread's first pixel; the others at fixed offsets
 #pragma unroll
         for (int j = 0; j < kPixels; ++j) {
-          const uint32_t w = first + j * kTileW;
-          if (w < width) dst_row[c * plane + w] = blend_taps<T>(taps[j], [&](int k) { return values[j][k]; });
+          if (first + j * kTileW < width) to[j * kTileW] = blend_taps<T>(taps[j], [&](int k) { return values[j][k]; });
         }
       }
     }

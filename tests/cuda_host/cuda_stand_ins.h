@@ -12,4 +12,6 @@ dim3 blockIdx, threadIdx, gridDim, blockDim;
 }  // namespace
 #define __global__
 #define __launch_bounds__(...)
+#define __device__
+#define __forceinline__ inline
 #define __shared__ static
