@@ -106,12 +106,16 @@ def issue_cases(n: int, size: int) -> dict[str, object]:
 
 
 def launches_and_syncs(fn) -> tuple[int, int]:
-    """CUDA kernels launched and host waits (stream or device syncs) in one call of `fn`."""
+    """CUDA kernels launched (copies and fills not counted) and host waits (stream or device
+    syncs) in one call of `fn`, after a warm-up call."""
+    fn()
+    torch.cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
                                             torch.profiler.ProfilerActivity.CUDA]) as prof:
         fn()
     events = prof.events()
-    kernels = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    kernels = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA
+                  and not e.name.lower().startswith(("memcpy", "memset")))
     syncs = sum(1 for e in events if "Synchronize" in e.name)
     return kernels, syncs
 

@@ -927,6 +927,27 @@ def test_cuda_half_matches_float32_warp(shape, dtype):
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_cuda_16_bit_conversions_are_exact(dtype):
+    """The kernel converts 16-bit values with the device's cvt instructions: a 16-bit warp equals
+    the float32 warp of the same values rounded by torch, bit for bit. A shift by half a pixel
+    averages neighbours, so results land on rounding ties; the values include subnormals, the
+    largest finite values and zeros of both signs."""
+    info = torch.finfo(dtype)
+    gen = torch.Generator().manual_seed(case_seed("16-bit", dtype))
+    special = torch.tensor([info.tiny, info.tiny * info.eps, 3 * info.tiny * info.eps, info.max,
+                            -info.max, info.max * (1 - info.eps), 0.0, -0.0, 1.0, 1.0 + info.eps])
+    values = torch.cat([special, torch.randn(4 * 8 * 16 - special.numel(), generator=gen)])
+    x = values.view(4, 2, 8, 16).to(dtype)
+    shift = torch.tensor([[1.0, 0.0, 1.0 / 16], [0.0, 1.0, 0.0]])  # half a pixel along x
+    theta = torch.cat([shift.expand(2, 2, 3), random_theta(2, 2, "mild", gen, torch.float32)]).cuda()
+    for mode in MODES:
+        got = affine_grid_sample(x.cuda(), theta, mode, backend="medimg")
+        widened = affine_grid_sample(x.cuda().float(), theta, mode, backend="medimg")
+        assert torch.equal(got, widened.to(dtype)), mode
+
+
+@pytest.mark.cuda
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("padding_mode", PADDINGS)
 @pytest.mark.parametrize("dtype", INT_DTYPES, ids=str)

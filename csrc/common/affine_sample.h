@@ -230,7 +230,8 @@ MEDIMG_HD I nearest_index(F x) {
 // outside the image weighs 0 and points inside the plane (reading it is safe; it adds nothing).
 // I indexes within one channel plane, so the caller guarantees plane offsets fit in I. Offsets
 // are summed in unsigned arithmetic (wrapping, never overflowing) and kept unsigned: they lie in
-// [0, plane), and a 32-bit unsigned offset extends to a pointer's width with no instruction.
+// [0, largest plane offset] (torch strides are never negative), and a 32-bit unsigned offset
+// extends to a pointer's width with no instruction.
 template <class F, int kDims, Interp kInterp, class I>
 struct PointTaps {
   static constexpr int kCount = kInterp == Interp::Bilinear ? 1 << kDims : 1;
