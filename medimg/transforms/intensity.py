@@ -65,7 +65,10 @@ def _sample_extent(image: Tensor, transform: str | None) -> tuple[Tensor, Tensor
     """Per-sample minimum and maximum, (N, 1, ..., 1); NaN or inf pixels refused unless
     `transform` (the name for the error) is None."""
     flat = image.flatten(1)
-    lo, hi = flat.amin(1), flat.amax(1)  # NaN propagates into both
+    # NaN propagates into both. On CUDA one reduction reads the batch once (torch.aminmax); on
+    # the CPU torch.aminmax along a dimension is not vectorised (32 x 256^2 f32 here: 3.2 ms,
+    # against 0.25 ms for amin and amax).
+    lo, hi = torch.aminmax(flat, dim=1) if flat.is_cuda else (flat.amin(1), flat.amax(1))
     if transform is not None:
         _require_finite(transform, finite_mask(lo, hi))
     return per_sample(lo, image), per_sample(hi, image)
