@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/affine_sample.h"
+#include "common/noise_sigma.h"
 #include "cpu/kernels.h"
 #include "cpu/order_statistics.h"
 #include "cpu/pixel_coefficients.h"
@@ -111,6 +112,28 @@ void gaussian_noise(const TensorView& image, const TensorView& sigma, uint64_t s
                     int num_threads) {
   py::gil_scoped_release released;
   medimg::cpu::active_kernels().gaussian_noise(image, sigma, seed, out, num_threads);
+}
+
+// gaussian_noise with each sample's sigma drawn from the seed (common/noise_sigma.h): built
+// without FMA contraction, so each draw rounds as the torch reference's separate operations.
+void random_gaussian_noise(const TensorView& image, uint64_t seed, double low, double high, double p,
+                           const TensorView& out, int num_threads) {
+  MEDIMG_CHECK_ARG(image.ndim >= 1 && (image.dtype == medimg::DType::Float32 || image.dtype == medimg::DType::Float64),
+                   "random_gaussian_noise: image must be float32 or float64 (N, ...)");
+  const int64_t n = image.sizes[0];
+  std::vector<double> sigma64(static_cast<size_t>(n));
+  std::vector<float> sigma32(image.dtype == medimg::DType::Float32 ? static_cast<size_t>(n) : 0);
+  for (int64_t i = 0; i < n; ++i) {
+    sigma64[size_t(i)] = medimg::noise_sigma(seed, i, low, high, p);
+    if (!sigma32.empty()) sigma32[size_t(i)] = float(sigma64[size_t(i)]);
+  }
+  TensorView sigma;
+  sigma.data = sigma32.empty() ? static_cast<void*>(sigma64.data()) : static_cast<void*>(sigma32.data());
+  sigma.dtype = image.dtype;
+  sigma.ndim = 1;
+  sigma.sizes[0] = n;
+  sigma.strides[0] = 1;
+  gaussian_noise(image, sigma, seed, out, num_threads);
 }
 
 void gamma_curve(const TensorView& image, const TensorView& gamma, const TensorView& low, const TensorView& extent,
@@ -226,6 +249,9 @@ PYBIND11_MODULE(_C, m) {
         "random_affine, then image -> image_out (interp) and labels -> labels_out (nearest) by its coeffs.");
   m.def("gaussian_noise", &gaussian_noise, py::arg("image"), py::arg("sigma"), py::arg("seed"), py::arg("out"),
         py::arg("num_threads"), "out = image + sigma[n] * N(0, 1) noise from Philox4x32-10 under seed.");
+  m.def("random_gaussian_noise", &random_gaussian_noise, py::arg("image"), py::arg("seed"), py::arg("low"),
+        py::arg("high"), py::arg("p"), py::arg("out"), py::arg("num_threads"),
+        "gaussian_noise with sample n's sigma drawn from seed: with probability p, uniform on [low, high); else 0.");
   m.def("gamma_curve", &gamma_curve, py::arg("image"), py::arg("gamma"), py::arg("low"), py::arg("extent"),
         py::arg("out"), py::arg("num_threads"),
         "out = clamp((image - low[n]) / extent[n], 0, 1) ** gamma[n] * extent[n] + low[n], float32.");

@@ -85,6 +85,15 @@ PYBIND11_MODULE(_C_cuda, m) {
       },
       py::arg("image"), py::arg("sigma"), py::arg("seed"), py::arg("out"), py::arg("stream"));
   m.def(
+      "random_gaussian_noise",
+      [](const TensorView& image, const TensorView& seed, double low, double high, double p, const TensorView& out,
+         uintptr_t stream) {
+        py::gil_scoped_release released;
+        medimg::cuda::random_gaussian_noise(image, seed, low, high, p, out, stream);
+      },
+      py::arg("image"), py::arg("seed"), py::arg("low"), py::arg("high"), py::arg("p"), py::arg("out"),
+      py::arg("stream"));
+  m.def(
       "gamma_curve",
       [](const TensorView& image, const TensorView& gamma, const TensorView& low, const TensorView& extent,
          const TensorView& out, uintptr_t stream) {

@@ -3,7 +3,8 @@ curve), run without a GPU: compiled as host C++ (tests/cuda_host/intensity_emula
 launched block by block, thread by thread, over full and capped grids (the caps exercise the
 kernels' strides over elements and samples). Every element is written, nothing outside the
 output is, and the values are the CPU's: the noise is the CPU kernel's Philox stream (the same
-seed gives the same noise on both devices), the curve the torch formula within pow's error."""
+seed gives the same noise on both devices, and the same per-sample sigmas where the kernel
+draws them), the curve the torch formula within pow's error."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from helpers import build_cuda_host_emulators, needs_cpu_kernels
 from test_gamma_curve import assert_within_power_error, batch
 from torch import Tensor
 
-from medimg.ops import _reference, gamma_curve, gaussian_noise
+from medimg.ops import _reference, gamma_curve, gaussian_noise, random_gaussian_noise
 from medimg.ops._boundary import _DTYPE_CODES
 
 pytestmark = needs_cpu_kernels
@@ -32,7 +33,10 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
     lib.emulate_gaussian_noise.argtypes = [pointer, ctypes.c_int32, size, size, pointer, pointer, pointer, grid, grid]
     lib.emulate_gamma_curve.argtypes = [pointer, ctypes.c_int32, size, size, pointer, pointer, pointer, pointer, grid,
                                         grid]
+    lib.emulate_random_gaussian_noise.argtypes = [pointer, ctypes.c_int32, size, size, pointer, ctypes.c_double,
+                                                  ctypes.c_double, ctypes.c_double, pointer, grid, grid]
     lib.emulate_gaussian_noise.restype = lib.emulate_gamma_curve.restype = ctypes.c_int
+    lib.emulate_random_gaussian_noise.restype = ctypes.c_int
     return lib
 
 
@@ -84,6 +88,23 @@ def test_emulated_cuda_noise_is_the_cpu_stream(emulator, shape, dtype, grid):
     got = emulate_noise(emulator, image, sigma, seed, grid)
     expected = gaussian_noise(image, sigma, seed, backend="medimg")
     torch.testing.assert_close(got, expected, rtol=0, atol=2e-5 if dtype == torch.float32 else 1e-9)
+
+
+@pytest.mark.parametrize("grid", GRIDS.values(), ids=GRIDS.keys())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_emulated_cuda_random_noise_draws_the_cpu_sigmas(emulator, dtype, grid):
+    """Without a sigma array the kernel draws each sample's sigma and p decision from the seed,
+    as the CPU op does: the same samples noised, the same noise up to log, cos and sin."""
+    image = torch.randn(9, 1, 7, 9, generator=torch.Generator().manual_seed(5), dtype=dtype)
+    seed = torch.tensor(-55555, dtype=torch.int64)
+    out, buffer = guarded_output(image)
+    status = emulator.emulate_random_gaussian_noise(image.data_ptr(), _DTYPE_CODES[dtype], 9, image[0].numel(),
+                                                    seed.data_ptr(), 0.1, 0.6, 0.5, out.data_ptr(), *grid)
+    assert status == 0
+    assert_written_exactly(out, buffer, image, f"random noise {dtype}")
+    expected = random_gaussian_noise(image, seed, (0.1, 0.6), 0.5)
+    assert torch.equal((out == image).flatten(1).all(1), (expected == image).flatten(1).all(1))
+    torch.testing.assert_close(out, expected, rtol=0, atol=2e-5 if dtype == torch.float32 else 1e-9)
 
 
 @pytest.mark.parametrize("grid", GRIDS.values(), ids=GRIDS.keys())

@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "common/float_types.h"
+#include "common/noise_sigma.h"
 #include "common/philox.h"
 #include "common/rounding.h"
 
@@ -69,17 +70,20 @@ MEDIMG_HD void box_muller(uint32_t a, uint32_t b, F* z0, F* z1) {
 
 // out = image + sigma[n] * z over (N, len) contiguous float32/float64; z of element 4b + k of
 // sample n is normal k of Philox block (b, n) under the seed (read on the device: drawing it
-// needs no host sync).
+// needs no host sync). Without a sigma array (nullptr), each sample's sigma is drawn from the
+// seed (common/noise_sigma.h: probability p, uniform on [low, high)), so the transform needs no
+// launches of its own for its per-sample draw.
 template <class T>
 __global__ void __launch_bounds__(kIntensityThreads)
-    noise_kernel(const T* image, const T* sigma, const int64_t* seed, T* out, int64_t n, int64_t len) {
+    noise_kernel(const T* image, const T* sigma, const int64_t* seed, T* out, int64_t n, int64_t len,
+                 double low = 0.0, double high = 0.0, double p = 0.0) {
   using F = intensity_acc_t<T>;
   const uint64_t key = uint64_t(read_input(seed));
   const uint32_t key0 = uint32_t(key), key1 = uint32_t(key >> 32);
   const int64_t blocks = (len + 3) / 4;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t sample = blockIdx.y; sample < n; sample += gridDim.y) {
-    const F s = F(read_input(sigma + sample));
+    const F s = sigma != nullptr ? F(read_input(sigma + sample)) : F(noise_sigma(key, sample, low, high, p));
     const T* in = image + sample * len;
     T* to = out + sample * len;
     for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < blocks; b += stride) {

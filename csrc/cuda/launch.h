@@ -54,6 +54,11 @@ void random_affine(const TensorView& uniform, const TensorView& spec, const Tens
 void gaussian_noise(const TensorView& image, const TensorView& sigma, const TensorView& seed, const TensorView& out,
                     uintptr_t stream);
 
+// gaussian_noise with sample n's sigma drawn from the seed on the device (common/noise_sigma.h):
+// with probability p, uniform on [low, high); else 0.
+void random_gaussian_noise(const TensorView& image, const TensorView& seed, double low, double high, double p,
+                           const TensorView& out, uintptr_t stream);
+
 // image, out: contiguous (N, ...) floating (16-bit included); gamma, low, extent: (N,) image's
 // dtype. out = clamp((image - low) / extent, 0, 1) ^ gamma * extent + low per sample.
 void gamma_curve(const TensorView& image, const TensorView& gamma, const TensorView& low, const TensorView& extent,

@@ -150,6 +150,20 @@ def gaussian_noise(image: Tensor, sigma: Tensor, seed: Tensor) -> Tensor:
     return (flat.double() + sigma.double()[:, None] * z).to(image.dtype).reshape(image.shape)
 
 
+def noise_sigma(seed: Tensor, n: int, low: float, high: float, p: float, dtype: torch.dtype,
+                device: torch.device) -> Tensor:
+    """(n,) per-sample sigmas as the noise kernels draw them from the seed (common/noise_sigma.h):
+    Philox4x32-10, counter (sample, sample >> 32, 0, 1); word 0's uniform below p applies the
+    noise, word 1's uniform u gives low + (high - low) * u (float64, then dtype); else 0."""
+    samples = torch.arange(n, dtype=torch.int64, device=device)
+    counter = [samples & _MASK32, samples >> 32, torch.zeros_like(samples), torch.ones_like(samples)]
+    key = int(seed) & (2**64 - 1)
+    words = philox4x32_10(counter, (key & _MASK32, key >> 32))
+    applied = words[0].double() * 2.0**-32 < p
+    value = (words[1].double() * 2.0**-32).mul_(high - low).add_(low)
+    return torch.where(applied, value, 0.0).to(dtype)
+
+
 def gamma_curve(image: Tensor, gamma: Tensor, low: Tensor, extent: Tensor) -> Tensor:
     """clamp((image - low) / extent, 0, 1) ** gamma * extent + low, with (N,) gamma, low and extent
     per sample. Where autograd records it, pow reads 1 at a base of 0 and the result takes 0

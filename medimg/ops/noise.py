@@ -6,6 +6,8 @@ two threads); on CUDA the kernel makes one pass where randn and the addition mak
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -43,10 +45,7 @@ def gaussian_noise(image: Tensor, sigma: Tensor, seed: Tensor, *, backend: str =
                          f"{tuple(sigma.shape)} on {sigma.device}")
     if sigma.requires_grad:
         raise ValueError("sigma: the noise is not differentiable with respect to sigma")
-    if seed.dim() != 0 or seed.dtype != torch.int64 or seed.device not in (torch.device("cpu"), image.device):
-        where = "the CPU" if image.device.type == "cpu" else f"the CPU or on {image.device}"
-        raise ValueError(f"seed: expected an int64 scalar tensor on {where}, got {seed.dtype} {tuple(seed.shape)} "
-                         f"on {seed.device}")
+    _check_seed(seed, image)
     if not use_compiled(backend, image.device):
         return _reference.gaussian_noise(image, sigma, seed)
     if image.device.type not in _KERNELS:
@@ -55,6 +54,60 @@ def gaussian_noise(image: Tensor, sigma: Tensor, seed: Tensor, *, backend: str =
     if image.numel() == 0:  # nothing to draw; the formula keeps the autograd link
         return _reference.gaussian_noise(image, sigma, seed)
     return call_op(torch.ops.medimg.gaussian_noise, _KERNELS, image, sigma, seed)
+
+
+def random_gaussian_noise(image: Tensor, seed: Tensor, std: tuple[float, float], p: float = 1.0, *,
+                          backend: str = "auto") -> Tensor:
+    """``gaussian_noise`` with each sample's sigma drawn from the seed too: sample n is noised with
+    probability p, with sigma uniform on [std[0], std[1]); the others come out unchanged.
+
+    RandomGaussianNoise in one kernel after its seed: on a GPU, drawing the per-sample sigmas and
+    decisions in torch ops took five launches of their own (32 x 1x256^2 on an H100: 0.18 ms
+    per call, 8 launches, against 0.04 ms for ``image + 0.05 * torch.randn_like(image)``).
+
+    Args:
+        image: (N, ...) float32 or float64, on the CPU or a CUDA device.
+        seed: int64 scalar tensor, as gaussian_noise's; sigma and noise come from its Philox
+            stream (medimg.ops._reference.noise_sigma says which counters).
+        std: (low, high), 0 <= low <= high, finite.
+        p: probability in [0, 1] that a sample is noised.
+        backend: as gaussian_noise's.
+
+    Returns:
+        A new contiguous tensor, image's shape and dtype. Differentiable with respect to image.
+    """
+    check_tensor("image", image)
+    check_tensor("seed", seed)
+    low, high = _check_std(std)
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
+    if image.dim() < 1 or image.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"image: expected float32 or float64 (N, ...), got {image.dtype} {tuple(image.shape)}")
+    _check_seed(seed, image)
+    if not use_compiled(backend, image.device) or image.numel() == 0:
+        sigma = _reference.noise_sigma(seed, image.shape[0], low, high, float(p), image.dtype, image.device)
+        return _reference.gaussian_noise(image, sigma, seed)
+    if image.device.type not in _RANDOM_KERNELS:
+        raise ValueError(f"image: the noise kernel runs on the CPU and CUDA, got a tensor on {image.device}; "
+                         "pass backend='torch'")
+    return call_op(torch.ops.medimg.random_gaussian_noise, _RANDOM_KERNELS, image, seed, low, high, float(p))
+
+
+def _check_std(std: object) -> tuple[float, float]:
+    if (not isinstance(std, (tuple, list)) or len(std) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in std)):
+        raise ValueError(f"std: expected a (low, high) pair of numbers, got {std!r}")
+    low, high = float(std[0]), float(std[1])
+    if not (0.0 <= low <= high < math.inf):
+        raise ValueError(f"std: expected finite 0 <= low <= high, got {std!r}")
+    return low, high
+
+
+def _check_seed(seed: Tensor, image: Tensor) -> None:
+    if seed.dim() != 0 or seed.dtype != torch.int64 or seed.device not in (torch.device("cpu"), image.device):
+        where = "the CPU" if image.device.type == "cpu" else f"the CPU or on {image.device}"
+        raise ValueError(f"seed: expected an int64 scalar tensor on {where}, got {seed.dtype} {tuple(seed.shape)} "
+                         f"on {seed.device}")
 
 
 @torch.library.custom_op("medimg::gaussian_noise", mutates_args=())
@@ -89,3 +142,37 @@ def _gaussian_noise_cuda(image: Tensor, sigma: Tensor, seed: Tensor) -> Tensor:
 _gaussian_noise_op.register_autograd(lambda ctx, grad: (grad, None, None))
 
 _KERNELS = {"cpu": _gaussian_noise_cpu, "cuda": _gaussian_noise_cuda}
+
+
+@torch.library.custom_op("medimg::random_gaussian_noise", mutates_args=())
+def _random_gaussian_noise_op(image: Tensor, seed: Tensor, low: float, high: float, p: float) -> Tensor:
+    raise NotImplementedError(f"medimg::random_gaussian_noise has no kernel for device {image.device.type}")
+
+
+@_random_gaussian_noise_op.register_fake
+def _(image: Tensor, seed: Tensor, low: float, high: float, p: float) -> Tensor:
+    return torch.empty_like(image, memory_format=torch.contiguous_format)
+
+
+@_random_gaussian_noise_op.register_kernel("cpu")
+def _random_gaussian_noise_cpu(image: Tensor, seed: Tensor, low: float, high: float, p: float) -> Tensor:
+    module = _extension.require(_extension.cpu, _extension.cpu_error, "random_gaussian_noise on the CPU")
+    image = image.contiguous()
+    out = empty_output(image.shape, image.dtype)
+    module.random_gaussian_noise(view(image), int(seed) & (2**64 - 1), low, high, p, view(out), num_threads())
+    return out
+
+
+@_random_gaussian_noise_op.register_kernel("cuda")
+def _random_gaussian_noise_cuda(image: Tensor, seed: Tensor, low: float, high: float, p: float) -> Tensor:
+    module = _extension.require(_extension.cuda, _extension.cuda_error, "random_gaussian_noise on CUDA")
+    image = image.contiguous()
+    seed = seed.to(image.device, non_blocking=True)
+    out = torch.empty_like(image, memory_format=torch.contiguous_format)
+    module.random_gaussian_noise(view(image), view(seed), low, high, p, view(out), cuda_stream(image.device))
+    return out
+
+
+_random_gaussian_noise_op.register_autograd(lambda ctx, grad: (grad, None, None, None, None))
+
+_RANDOM_KERNELS = {"cpu": _random_gaussian_noise_cpu, "cuda": _random_gaussian_noise_cuda}

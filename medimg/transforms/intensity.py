@@ -28,7 +28,7 @@ from torch import Tensor
 from medimg import _extension
 from medimg.ops._boundary import check_backend, check_sizes_positive, finite_mask, use_compiled
 from medimg.ops.gamma import gamma_curve
-from medimg.ops.noise import gaussian_noise
+from medimg.ops.noise import random_gaussian_noise
 from medimg.ops.order_statistics import order_statistics
 from medimg.transforms._sampling import (
     as_range,
@@ -290,9 +290,10 @@ _NOISE_KERNEL_DTYPES = (torch.float32, torch.float64)
 class RandomGaussianNoise(_RandomIntensity):
     """Additive Gaussian noise with a per-sample standard deviation drawn from `std`. For
     float32/float64 batches on the CPU or CUDA (where medimg's kernel for the device is built)
-    the noise comes from a counter-based generator seeded by one draw of `generator` on the
-    batch's device (medimg.ops.noise: 2.1 ms on 32 x 1x256^2 on the CPU here, against 8.4 ms
-    with torch.randn); otherwise from torch.randn. Either way the generator's seed gives the same
+    the noise, each sample's standard deviation and whether it is noised come from a
+    counter-based generator seeded by one draw of `generator` on the batch's device
+    (medimg.ops.random_gaussian_noise: one kernel; 2.1 ms on 32 x 1x256^2 on the CPU here,
+    against 8.4 ms with torch.randn); otherwise from torch.randn. Either way the generator's seed gives the same
     noise again on the same machine, device and build (CPU and CUDA generators draw different
     seeds, and the kernel's last bits may differ between instruction sets).
 
@@ -321,11 +322,13 @@ class RandomGaussianNoise(_RandomIntensity):
     def __call__(self, image: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None
                  ) -> tuple[Tensor, Tensor | None]:
         image = _check_float(image)
-        sigma = self.draw(image, generator)
         if self.backend == "medimg" or (self.backend == "auto" and image.dtype in _NOISE_KERNEL_DTYPES
                                         and use_compiled("auto", image.device)):
-            # drawn on the batch's device (where the generator lives): no host sync on CUDA
+            # drawn on the batch's device (where the generator lives): no host sync on CUDA. The
+            # kernel draws each sample's sigma and p decision from the seed too: two launches.
+            check_generator(generator, image.device)
             seed = torch.randint(-(2**63), 2**63 - 1, (), generator=generator, dtype=torch.int64, device=image.device)
-            return gaussian_noise(image, sigma.flatten(), seed, backend="medimg"), mask
+            return random_gaussian_noise(image, seed, self.bounds, self.p, backend="medimg"), mask
+        sigma = self.draw(image, generator)
         noise = torch.randn(image.shape, device=image.device, generator=generator, dtype=image.dtype)
         return noise.mul_(sigma).add_(image), mask

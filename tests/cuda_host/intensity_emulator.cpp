@@ -55,6 +55,23 @@ extern "C" int emulate_gaussian_noise(const void* image, int32_t dtype, int64_t 
   }
 }
 
+// As emulate_gaussian_noise, each sample's sigma drawn in the kernel from the seed (low, high, p).
+extern "C" int emulate_random_gaussian_noise(const void* image, int32_t dtype, int64_t n, int64_t len,
+                                             const int64_t* seed, double low, double high, double p, void* out,
+                                             uint32_t max_grid_x, uint32_t max_grid_y) {
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    launch((len + 3) / 4, n, max_grid_x, max_grid_y, [&] {
+      cuda::noise_kernel<T>(static_cast<const T*>(image), nullptr, seed, static_cast<T*>(out), n, len, low, high, p);
+    });
+  };
+  switch (DType(dtype)) {
+    case DType::Float32: run(float{}); return 0;
+    case DType::Float64: run(double{}); return 0;
+    default: return 1;
+  }
+}
+
 // image, out: (n, len) contiguous, any floating dtype; gamma, low, extent: (n,) of that dtype.
 extern "C" int emulate_gamma_curve(const void* image, int32_t dtype, int64_t n, int64_t len, const void* gamma,
                                    const void* low, const void* extent, void* out, uint32_t max_grid_x,
