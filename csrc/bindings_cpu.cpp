@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #endif
 
+#include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
@@ -114,12 +115,15 @@ void gaussian_noise(const TensorView& image, const TensorView& sigma, uint64_t s
   medimg::cpu::active_kernels().gaussian_noise(image, sigma, seed, out, num_threads);
 }
 
-// gaussian_noise with each sample's sigma drawn from the seed (common/noise_sigma.h): built
-// without FMA contraction, so each draw rounds as the torch reference's separate operations.
+// gaussian_noise with each sample's sigma drawn from the seed (common/noise_sigma.h): this file
+// is built with -ffp-contract=off (CMakeLists.txt), so each draw rounds as the torch reference's
+// separate operations.
 void random_gaussian_noise(const TensorView& image, uint64_t seed, double low, double high, double p,
                            const TensorView& out, int num_threads) {
   MEDIMG_CHECK_ARG(image.ndim >= 1 && (image.dtype == medimg::DType::Float32 || image.dtype == medimg::DType::Float64),
                    "random_gaussian_noise: image must be float32 or float64 (N, ...)");
+  MEDIMG_CHECK_ARG(0.0 <= low && low <= high && std::isfinite(high) && 0.0 <= p && p <= 1.0,
+                   "random_gaussian_noise: expected finite 0 <= low <= high and p in [0, 1]");
   const int64_t n = image.sizes[0];
   std::vector<double> sigma64(static_cast<size_t>(n));
   std::vector<float> sigma32(image.dtype == medimg::DType::Float32 ? static_cast<size_t>(n) : 0);

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from helpers import needs_cpu_kernels
@@ -62,6 +63,12 @@ def test_a_sample_depends_on_seed_and_position_alone():
     assert not torch.equal(random_gaussian_noise(image, seed(12), (0.1, 0.9), 0.5), full)
 
 
+def test_numpy_numbers_are_accepted():
+    image = torch.randn(4, 5)
+    got = random_gaussian_noise(image, seed(3), (np.float64(0.1), np.float32(0.25)), p=np.float32(0.5))
+    assert torch.equal(got, random_gaussian_noise(image, seed(3), (0.1, 0.25), p=0.5))
+
+
 def test_gradient_is_the_identity_and_opcheck():
     image = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
     random_gaussian_noise(image, seed(8), (0.1, 0.2), 0.5).sum().backward()
@@ -88,6 +95,10 @@ def test_cuda_draws_what_the_cpu_draws(dtype):
     ((torch.zeros(2, 3), seed(1), (0.5, 0.1)), {}, "^std: "),
     ((torch.zeros(2, 3), seed(1), (-0.1, 0.1)), {}, "^std: "),
     ((torch.zeros(2, 3), seed(1), (0.0, math.inf)), {}, "^std: "),
+    ((torch.zeros(2, 3), seed(1), (0.0, 1e300)), {}, "^std: .*float32"),
+    ((torch.zeros(2, 3, device="meta"), seed(1), (0.0, 0.1)), {"backend": "medimg"},
+     "^image: the noise kernel runs on the CPU and CUDA, got a tensor on meta"),
+    ((torch.zeros(0, 3, device="meta"), seed(1), (0.0, 0.1)), {"backend": "medimg"}, "^image: the noise kernel"),
     ((torch.zeros(2, 3), seed(1), 0.1), {}, "^std: .*pair"),
     ((torch.zeros(2, 3), seed(1), (0.0, 0.1)), {"p": 1.5}, "^p: "),
     ((torch.zeros(2, 3), seed(1), (0.0, 0.1)), {"p": math.nan}, "^p: "),

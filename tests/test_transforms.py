@@ -882,13 +882,14 @@ def test_intensity_in_place_keeps_values_and_gradients(make):
 
 @pytest.mark.parametrize(("make", "most"), [
     (lambda: Normalize01(), 12), (lambda: Normalize01(percentiles=(1, 99)), 16), (lambda: RandomGamma(p=1.0), 22),
-    (lambda: RandomContrast(p=1.0), 14), (lambda: RandomBrightness(p=1.0), 7), (lambda: RandomGaussianNoise(p=1.0), 9),
+    (lambda: RandomContrast(p=1.0), 14), (lambda: RandomBrightness(p=1.0), 7), (lambda: RandomGaussianNoise(p=1.0), 2),
 ], ids=["Normalize01", "Normalize01 percentiles", "RandomGamma", "RandomContrast", "RandomBrightness",
         "RandomGaussianNoise"])
 def test_intensity_ops_per_call(make, most):
     """Each torch op of a call is a kernel launch on a GPU, where small batches are bound by
-    launches: the per-sample draw takes five ops, the finiteness checks x - x == 0 (torch.isfinite
-    is four ops per tensor); 17, 18, 28, 17, 8 and 10 ops before."""
+    launches: the per-sample draw takes five ops (none for the noise, whose kernel draws it), the
+    finiteness checks x - x == 0 (torch.isfinite is four ops per tensor); 17, 18, 28, 17, 8 and 10
+    ops before."""
     image = torch.rand(4, 1, 8, 9, generator=seeded(63))
     with _CountOps() as counted:
         make()(image, generator=seeded(64))

@@ -1,6 +1,6 @@
 // Per-sample standard deviation of RandomGaussianNoise, drawn from the noise seed itself, so that
 // the whole transform is one kernel after the seed: sample n is noised with probability p, with a
-// sigma uniform on [low, high). Philox4x32-10 under the seed, counter (n, n >> 32, 0, 1): the
+// sigma uniform on [low, high]. Philox4x32-10 under the seed, counter (n, n >> 32, 0, 1): the
 // fourth word 1 keeps it apart from the noise's own counters (block, block >> 32, sample, 0).
 // Host and device code alike; medimg/ops/_reference.py draws the same values in torch ops.
 #pragma once
@@ -14,7 +14,8 @@
 namespace medimg {
 
 // Word 0 decides (applied where its uniform on [0, 1) is below p), word 1 places sigma in
-// [low, high): low + (high - low) * u, each operation rounded on its own (float64), or 0.
+// [low, high]: low + (high - low) * u, each operation rounded on its own (float64; rounding can
+// reach high), or 0.
 MEDIMG_HD double noise_sigma(uint64_t seed, int64_t sample, double low, double high, double p) {
   const uint64_t n = uint64_t(sample);
   const Philox4 r = philox4x32_10({{uint32_t(n), uint32_t(n >> 32), 0u, 1u}}, uint32_t(seed), uint32_t(seed >> 32));

@@ -2,11 +2,12 @@
 (Philox4x32-10, csrc/common/philox.h) whose stream is the same on the CPU and on CUDA. On the
 CPU, torch's normal_ draws one value at a time from one Mersenne Twister (torch.randn and the
 addition: 8.4 ms for 32 x 1x256^2 here, against 2.1 ms for RandomGaussianNoise on this kernel,
-two threads); on CUDA the kernel makes one pass where randn and the addition make two."""
+two threads); on CUDA the kernel makes one pass where randn and the addition make two.
+`random_gaussian_noise` also draws each sample's sigma and p decision in the kernel."""
 
 from __future__ import annotations
 
-import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -59,7 +60,7 @@ def gaussian_noise(image: Tensor, sigma: Tensor, seed: Tensor, *, backend: str =
 def random_gaussian_noise(image: Tensor, seed: Tensor, std: tuple[float, float], p: float = 1.0, *,
                           backend: str = "auto") -> Tensor:
     """``gaussian_noise`` with each sample's sigma drawn from the seed too: sample n is noised with
-    probability p, with sigma uniform on [std[0], std[1]); the others come out unchanged.
+    probability p, with sigma uniform on [std[0], std[1]]; the others come out unchanged.
 
     RandomGaussianNoise in one kernel after its seed: on a GPU, drawing the per-sample sigmas and
     decisions in torch ops took five launches of their own (32 x 1x256^2 on an H100: 0.18 ms
@@ -69,7 +70,7 @@ def random_gaussian_noise(image: Tensor, seed: Tensor, std: tuple[float, float],
         image: (N, ...) float32 or float64, on the CPU or a CUDA device.
         seed: int64 scalar tensor, as gaussian_noise's; sigma and noise come from its Philox
             stream (medimg.ops._reference.noise_sigma says which counters).
-        std: (low, high), 0 <= low <= high, finite.
+        std: (low, high), 0 <= low <= high, finite in image's dtype.
         p: probability in [0, 1] that a sample is noised.
         backend: as gaussian_noise's.
 
@@ -78,28 +79,33 @@ def random_gaussian_noise(image: Tensor, seed: Tensor, std: tuple[float, float],
     """
     check_tensor("image", image)
     check_tensor("seed", seed)
-    low, high = _check_std(std)
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= float(p) <= 1.0:
-        raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
     if image.dim() < 1 or image.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"image: expected float32 or float64 (N, ...), got {image.dtype} {tuple(image.shape)}")
+    low, high = _check_std(std, image.dtype)
+    if not _is_real(p) or not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
     _check_seed(seed, image)
-    if not use_compiled(backend, image.device) or image.numel() == 0:
-        sigma = _reference.noise_sigma(seed, image.shape[0], low, high, float(p), image.dtype, image.device)
-        return _reference.gaussian_noise(image, sigma, seed)
-    if image.device.type not in _RANDOM_KERNELS:
+    compiled = use_compiled(backend, image.device)
+    if compiled and image.device.type not in _RANDOM_KERNELS:
         raise ValueError(f"image: the noise kernel runs on the CPU and CUDA, got a tensor on {image.device}; "
                          "pass backend='torch'")
+    if not compiled or image.numel() == 0:
+        sigma = _reference.noise_sigma(seed, image.shape[0], low, high, float(p), image.dtype, image.device)
+        return _reference.gaussian_noise(image, sigma, seed)
     return call_op(torch.ops.medimg.random_gaussian_noise, _RANDOM_KERNELS, image, seed, low, high, float(p))
 
 
-def _check_std(std: object) -> tuple[float, float]:
-    if (not isinstance(std, (tuple, list)) or len(std) != 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in std)):
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_std(std: object, dtype: torch.dtype) -> tuple[float, float]:
+    """(low, high) as floats: 0 <= low <= high, high finite in `dtype`."""
+    if not isinstance(std, (tuple, list)) or len(std) != 2 or not all(map(_is_real, std)):
         raise ValueError(f"std: expected a (low, high) pair of numbers, got {std!r}")
     low, high = float(std[0]), float(std[1])
-    if not (0.0 <= low <= high < math.inf):
-        raise ValueError(f"std: expected finite 0 <= low <= high, got {std!r}")
+    if not (0.0 <= low <= high <= torch.finfo(dtype).max):
+        raise ValueError(f"std: expected 0 <= low <= high <= {torch.finfo(dtype).max:g} ({dtype}), got {std!r}")
     return low, high
 
 
