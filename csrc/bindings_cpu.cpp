@@ -255,7 +255,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("num_threads"), "out = image + sigma[n] * N(0, 1) noise from Philox4x32-10 under seed.");
   m.def("random_gaussian_noise", &random_gaussian_noise, py::arg("image"), py::arg("seed"), py::arg("low"),
         py::arg("high"), py::arg("p"), py::arg("out"), py::arg("num_threads"),
-        "gaussian_noise with sample n's sigma drawn from seed: with probability p, uniform on [low, high); else 0.");
+        "gaussian_noise with sample n's sigma drawn from seed: with probability p, uniform on [low, high]; else 0.");
   m.def("gamma_curve", &gamma_curve, py::arg("image"), py::arg("gamma"), py::arg("low"), py::arg("extent"),
         py::arg("out"), py::arg("num_threads"),
         "out = clamp((image - low[n]) / extent[n], 0, 1) ** gamma[n] * extent[n] + low[n], float32.");

@@ -71,7 +71,7 @@ MEDIMG_HD void box_muller(uint32_t a, uint32_t b, F* z0, F* z1) {
 // out = image + sigma[n] * z over (N, len) contiguous float32/float64; z of element 4b + k of
 // sample n is normal k of Philox block (b, n) under the seed (read on the device: drawing it
 // needs no host sync). Without a sigma array (nullptr), each sample's sigma is drawn from the
-// seed (common/noise_sigma.h: probability p, uniform on [low, high)), so the transform needs no
+// seed (common/noise_sigma.h: probability p, uniform on [low, high]), so the transform needs no
 // launches of its own for its per-sample draw.
 template <class T>
 __global__ void __launch_bounds__(kIntensityThreads)

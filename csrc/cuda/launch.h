@@ -55,7 +55,7 @@ void gaussian_noise(const TensorView& image, const TensorView& sigma, const Tens
                     uintptr_t stream);
 
 // gaussian_noise with sample n's sigma drawn from the seed on the device (common/noise_sigma.h):
-// with probability p, uniform on [low, high); else 0.
+// with probability p, uniform on [low, high]; else 0.
 void random_gaussian_noise(const TensorView& image, const TensorView& seed, double low, double high, double p,
                            const TensorView& out, uintptr_t stream);
 
