@@ -9,7 +9,6 @@
 #include <sys/mman.h>
 #endif
 
-#include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
@@ -122,8 +121,7 @@ void random_gaussian_noise(const TensorView& image, uint64_t seed, double low, d
                            const TensorView& out, int num_threads) {
   MEDIMG_CHECK_ARG(image.ndim >= 1 && (image.dtype == medimg::DType::Float32 || image.dtype == medimg::DType::Float64),
                    "random_gaussian_noise: image must be float32 or float64 (N, ...)");
-  MEDIMG_CHECK_ARG(0.0 <= low && low <= high && std::isfinite(high) && 0.0 <= p && p <= 1.0,
-                   "random_gaussian_noise: expected finite 0 <= low <= high and p in [0, 1]");
+  medimg::check_noise_sigma_args(low, high, p);
   const int64_t n = image.sizes[0];
   std::vector<double> sigma64(static_cast<size_t>(n));
   std::vector<float> sigma32(image.dtype == medimg::DType::Float32 ? static_cast<size_t>(n) : 0);

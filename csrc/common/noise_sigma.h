@@ -5,11 +5,13 @@
 // Host and device code alike; medimg/ops/_reference.py draws the same values in torch ops.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "common/macros.h"
 #include "common/philox.h"
 #include "common/rounding.h"
+#include "common/tensor_view.h"
 
 namespace medimg {
 
@@ -22,6 +24,12 @@ MEDIMG_HD double noise_sigma(uint64_t seed, int64_t sample, double low, double h
   constexpr double kUnit = 1.0 / 4294967296.0;
   if (!(double(r.v[0]) * kUnit < p)) return 0.0;
   return add_rn(low, mul_rn(high - low, double(r.v[1]) * kUnit));
+}
+
+// The draw's arguments, checked on the host by each entry point (CPU and CUDA) before drawing.
+inline void check_noise_sigma_args(double low, double high, double p) {
+  MEDIMG_CHECK_ARG(0.0 <= low && low <= high && std::isfinite(high) && 0.0 <= p && p <= 1.0,
+                   "random_gaussian_noise: expected finite 0 <= low <= high and p in [0, 1]");
 }
 
 }  // namespace medimg

@@ -2,7 +2,6 @@
 // CPU kernel's Philox stream, and the gamma curve, one pass each over contiguous (N, ...) views.
 #include <cuda_runtime.h>
 
-#include <cmath>
 #include <string>
 
 #include "common/dispatch.h"
@@ -45,8 +44,7 @@ void gaussian_noise(const TensorView& image, const TensorView& sigma, const Tens
 
 void random_gaussian_noise(const TensorView& image, const TensorView& seed, double low, double high, double p,
                            const TensorView& out, uintptr_t stream) {
-  MEDIMG_CHECK_ARG(0.0 <= low && low <= high && std::isfinite(high) && 0.0 <= p && p <= 1.0,
-                   "random_gaussian_noise: expected finite 0 <= low <= high and p in [0, 1]");
+  check_noise_sigma_args(low, high, p);
   launch_noise("random_gaussian_noise", image, nullptr, seed, out, stream, low, high, p);
 }
 

@@ -39,20 +39,14 @@ def gaussian_noise(image: Tensor, sigma: Tensor, seed: Tensor, *, backend: str =
     check_tensor("image", image)
     check_tensor("sigma", sigma)
     check_tensor("seed", seed)
-    if image.dim() < 1 or image.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"image: expected float32 or float64 (N, ...), got {image.dtype} {tuple(image.shape)}")
+    _check_image_dtype(image)
     if tuple(sigma.shape) != (image.shape[0],) or sigma.dtype != image.dtype or sigma.device != image.device:
         raise ValueError(f"sigma: expected {image.dtype} ({image.shape[0]},) on {image.device}, got {sigma.dtype} "
                          f"{tuple(sigma.shape)} on {sigma.device}")
     if sigma.requires_grad:
         raise ValueError("sigma: the noise is not differentiable with respect to sigma")
     _check_seed(seed, image)
-    if not use_compiled(backend, image.device):
-        return _reference.gaussian_noise(image, sigma, seed)
-    if image.device.type not in _KERNELS:
-        raise ValueError(f"image: the noise kernel runs on the CPU and CUDA, got a tensor on {image.device}; "
-                         "pass backend='torch'")
-    if image.numel() == 0:  # nothing to draw; the formula keeps the autograd link
+    if not _kernel_called(image, backend) or image.numel() == 0:  # empty: the formula keeps the autograd link
         return _reference.gaussian_noise(image, sigma, seed)
     return call_op(torch.ops.medimg.gaussian_noise, _KERNELS, image, sigma, seed)
 
@@ -79,20 +73,32 @@ def random_gaussian_noise(image: Tensor, seed: Tensor, std: tuple[float, float],
     """
     check_tensor("image", image)
     check_tensor("seed", seed)
-    if image.dim() < 1 or image.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"image: expected float32 or float64 (N, ...), got {image.dtype} {tuple(image.shape)}")
+    _check_image_dtype(image)
     low, high = _check_std(std, image.dtype)
     if not _is_real(p) or not 0.0 <= float(p) <= 1.0:
         raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
+    p = float(p)
     _check_seed(seed, image)
-    compiled = use_compiled(backend, image.device)
-    if compiled and image.device.type not in _RANDOM_KERNELS:
+    if not _kernel_called(image, backend) or image.numel() == 0:
+        sigma = _reference.noise_sigma(seed, image.shape[0], low, high, p, image.dtype, image.device)
+        return _reference.gaussian_noise(image, sigma, seed)
+    return call_op(torch.ops.medimg.random_gaussian_noise, _RANDOM_KERNELS, image, seed, low, high, p)
+
+
+def _check_image_dtype(image: Tensor) -> None:
+    if image.dim() < 1 or image.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"image: expected float32 or float64 (N, ...), got {image.dtype} {tuple(image.shape)}")
+
+
+def _kernel_called(image: Tensor, backend: str) -> bool:
+    """Whether a noise kernel serves this call (backend and build); raises where one is asked for
+    but the device has none."""
+    if not use_compiled(backend, image.device):
+        return False
+    if image.device.type not in _KERNELS:
         raise ValueError(f"image: the noise kernel runs on the CPU and CUDA, got a tensor on {image.device}; "
                          "pass backend='torch'")
-    if not compiled or image.numel() == 0:
-        sigma = _reference.noise_sigma(seed, image.shape[0], low, high, float(p), image.dtype, image.device)
-        return _reference.gaussian_noise(image, sigma, seed)
-    return call_op(torch.ops.medimg.random_gaussian_noise, _RANDOM_KERNELS, image, seed, low, high, float(p))
+    return True
 
 
 def _is_real(value: object) -> bool:
