@@ -122,20 +122,23 @@ void random_gaussian_noise(const TensorView& image, uint64_t seed, double low, d
   MEDIMG_CHECK_ARG(image.ndim >= 1 && (image.dtype == medimg::DType::Float32 || image.dtype == medimg::DType::Float64),
                    "random_gaussian_noise: image must be float32 or float64 (N, ...)");
   medimg::check_noise_sigma_args(low, high, p);
-  const int64_t n = image.sizes[0];
-  std::vector<double> sigma64(static_cast<size_t>(n));
-  std::vector<float> sigma32(image.dtype == medimg::DType::Float32 ? static_cast<size_t>(n) : 0);
-  for (int64_t i = 0; i < n; ++i) {
-    sigma64[size_t(i)] = medimg::noise_sigma(seed, i, low, high, p);
-    if (!sigma32.empty()) sigma32[size_t(i)] = float(sigma64[size_t(i)]);
+  const auto draw_and_add = [&](auto tag) {  // the sigmas in image's dtype, then gaussian_noise
+    using T = decltype(tag);
+    std::vector<T> sigmas(static_cast<size_t>(image.sizes[0]));
+    for (size_t i = 0; i < sigmas.size(); ++i) sigmas[i] = T(medimg::noise_sigma(seed, int64_t(i), low, high, p));
+    TensorView sigma;
+    sigma.data = sigmas.data();
+    sigma.dtype = image.dtype;
+    sigma.ndim = 1;
+    sigma.sizes[0] = image.sizes[0];
+    sigma.strides[0] = 1;
+    gaussian_noise(image, sigma, seed, out, num_threads);
+  };
+  if (image.dtype == medimg::DType::Float32) {
+    draw_and_add(float{});
+  } else {
+    draw_and_add(double{});
   }
-  TensorView sigma;
-  sigma.data = sigma32.empty() ? static_cast<void*>(sigma64.data()) : static_cast<void*>(sigma32.data());
-  sigma.dtype = image.dtype;
-  sigma.ndim = 1;
-  sigma.sizes[0] = n;
-  sigma.strides[0] = 1;
-  gaussian_noise(image, sigma, seed, out, num_threads);
 }
 
 void gamma_curve(const TensorView& image, const TensorView& gamma, const TensorView& low, const TensorView& extent,
