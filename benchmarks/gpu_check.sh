@@ -11,7 +11,7 @@ logs=$(realpath -m "${1:-gpu-logs}")
 shift || true
 stages=${*:-build tests sweep bench-augment bench-intensity bench-metrics bench-conv bench-models sanitize}
 for s in $stages; do  # refuse a misspelt stage before spending device time on the others
-  case $s in build|tests|tests-all|sweep|sanitize|bench-*) ;; *) echo "unknown stage $s"; exit 2 ;; esac
+  case $s in build|tests|tests-cuda|tests-all|sweep|sanitize|bench-*) ;; *) echo "unknown stage $s"; exit 2 ;; esac
 done
 mkdir -p "$logs"
 export PYTHONUNBUFFERED=1
@@ -43,16 +43,19 @@ for s in $stages; do
     tests)  # every CUDA-marked test, then the Triton kernels on the GPU; 12 processes each
       stage tests 280 bash -c 'python3 -P -m pytest -q -p no:cacheprovider -n 12 --timeout 240 -m cuda tests; a=$?
         python3 -P -m pytest -q -p no:cacheprovider -n 12 --timeout 240 tests/test_conv2d_triton.py; exit $((a | $?))' ;;
+    tests-cuda)  # the CUDA-marked tests alone, when the Triton kernels have not changed since their last GPU run
+      stage tests-cuda 240 python3 -P -m pytest -q -p no:cacheprovider -n 16 --timeout 200 -m cuda tests ;;
     tests-all)
       stage tests-all 400 python3 -P -m pytest -q -p no:cacheprovider -n 8 --timeout 240 tests ;;
     sweep)  # bare-kernel bandwidth, back-to-back host cost and launches per call (benchmarks/gpu_sweep.py)
       stage sweep 150 python3 -P benchmarks/gpu_sweep.py ;;
     sanitize)  # memcheck over the CUDA kernels' own tests: the warp (strided, 3D, 16-bit, one call,
-      # theta fold), noise, gamma
+      # theta fold), noise (fixed and drawn sigma), gamma
       stage sanitize "${SANITIZE_LIMIT:-200}" compute-sanitizer --tool memcheck --error-exitcode 1 \
         python3 -P -m pytest -q -p no:cacheprovider -m cuda -k "one_call_equals or one_call_checks or cuda_noise_is \
-          or cuda_kernel_matches or cuda_matches_cpu or half_matches or 16_bit or cuda_exact or non_contiguous" \
-        tests/test_affine_grid_sample.py tests/test_transforms.py tests/test_noise.py tests/test_gamma_curve.py ;;
+          or cuda_kernel_matches or cuda_matches_cpu or half_matches or 16_bit or cuda_exact or non_contiguous \
+          or cuda_draws_what" tests/test_affine_grid_sample.py tests/test_transforms.py tests/test_noise.py \
+        tests/test_random_noise.py tests/test_gamma_curve.py ;;
     bench-*)
       stage "$s" "${BENCH_LIMIT:-150}" medimg bench "${s#bench-}" --device cuda --min-run-time 0.2 ;;
   esac
