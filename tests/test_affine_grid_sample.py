@@ -937,7 +937,7 @@ def test_cuda_16_bit_conversions_are_exact(dtype):
     gen = torch.Generator().manual_seed(case_seed("16-bit", dtype))
     special = torch.tensor([info.tiny, info.tiny * info.eps, 3 * info.tiny * info.eps, info.max,
                             -info.max, info.max * (1 - info.eps), 0.0, -0.0, 1.0, 1.0 + info.eps])
-    values = torch.cat([special, torch.randn(4 * 8 * 16 - special.numel(), generator=gen)])
+    values = torch.cat([special, torch.randn(4 * 2 * 8 * 16 - special.numel(), generator=gen)])
     x = values.view(4, 2, 8, 16).to(dtype)
     shift = torch.tensor([[1.0, 0.0, 1.0 / 16], [0.0, 1.0, 0.0]])  # half a pixel along x
     theta = torch.cat([shift.expand(2, 2, 3), random_theta(2, 2, "mild", gen, torch.float32)]).cuda()
