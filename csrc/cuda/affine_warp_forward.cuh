@@ -16,24 +16,33 @@ namespace medimg::cuda {
 template <class T>
 using coord_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
-// Forward: a block of 32 x 8 threads covers 8 rows of one (sample, depth) slice; a thread takes
+// Forward: a block of 32 x 4 threads covers 4 rows of one (sample, depth) slice; a thread takes
 // kPixels pixels of a row, 32 apart (a warp's store writes 32 consecutive pixels). A thread
 // computes its row's float64 start once, its pixels' coordinates as base + step * i in F (as
-// the CPU kernels: both sample at the same coordinates) and their taps, then issues every read
-// of its pixels before blending. The kernel this replaced took one pixel per thread and read
-// each tap behind a weight test, its use right after the read (so its PTX): a thread had one
-// read in flight at a time, which fits what the H200 showed (18% of copy bandwidth, the same
-// time for identity and rotations, for bf16 and f32). 3D pixels have twice the taps, so a
-// thread takes half as many. The y and z grid axes stride over rows and slices, so any height
-// and batch fit the grid's 65535 limit; the y axis has a block for every kRowsPerThread tiles of
-// rows, so that a thread's fixed work (65 of its 409 sm_90 instructions for one 2D f32 bilinear
-// row: indices, the sample's division, pointers) is shared by two rows.
-constexpr int kTileW = 32, kTileH = 8, kRowsPerThread = 2;
+// the CPU kernels: both sample at the same coordinates) and their taps, then issues the reads
+// of its pixels before blending. 3D pixels have twice the taps, so a thread takes half as many.
+// The y and z grid axes stride over rows and slices, so any height and batch fit the grid's
+// 65535 limit; the y axis has a block for every kRowsPerThread tiles of rows, so that a
+// thread's fixed work (indices, pointers, the sample's matrix) is shared by four rows.
+// Latency bounds the kernel, not instruction issue: Nsight Compute on an H100 (512 x 1x512²
+// f32, bilinear, 15 degrees, the former 32 x 8 blocks at 79 registers: 3 blocks, 24 warps per
+// multiprocessor) saw 2.1 of 4 instructions issued per cycle and one eligible warp per
+// scheduler. Blocks of 32 x 4 held to 64 registers (8 blocks, 32 warps, no spill) and four
+// rows per thread took it from 0.74 to 0.55 ms (48% -> 65% of a copy's bandwidth).
+constexpr int kTileW = 32, kTileH = 4, kRowsPerThread = 4;
 constexpr unsigned kMaxGridYZ = 65535;
 
 template <int kDims>
 constexpr int pixels_per_thread() {
   return kDims == 2 ? 4 : 2;
+}
+
+// Blocks per multiprocessor the compiler must fit, so its register budget (65536 / (128 * 8) =
+// 64 per thread for 2D pixels of up to 4 bytes). 3D and 8-byte kernels need more registers
+// than that and get the compiler's own choice.
+template <class T, int kDims>
+constexpr int forward_min_blocks() {
+  return kDims == 2 && sizeof(T) <= 4 ? 8 : 1;
 }
 
 template <int kDims>
@@ -46,9 +55,8 @@ static_assert(kRowSegment % block_width<2>() == 0 && kRowSegment % block_width<3
 // x itself (a pointer or a 64-bit integer), as a value the compiler cannot take apart. Left
 // alone, nvcc folds a channel's base pointer back into 64-bit element arithmetic from the
 // kernel's arguments: five instructions per tap address (sign extension, a 64-bit add, a 64-bit
-// shift-add) and four per store. With the channel's read pointer opaque, a tap address is one
-// shift-add pair; with the store offset opaque (an integer, so that the store stays a global
-// one, STG, not a generic ST), each store is one immediate offset.
+// shift-add). With the channel's read pointer opaque, a tap address is one shift-add pair. (The
+// store pointer stays visible: an opaque one would make each store a generic ST, not STG.)
 template <class X>
 __device__ __forceinline__ X opaque(X x) {
   static_assert(sizeof(X) == 8, "a 64-bit value");
@@ -59,7 +67,7 @@ __device__ __forceinline__ X opaque(X x) {
 }
 
 template <class T, int kDims, Interp kInterp, Padding kPad>
-__global__ void __launch_bounds__(kTileW * kTileH) forward_kernel(TensorView input, const double* coeffs, T* out,
+__global__ void __launch_bounds__(kTileW * kTileH, forward_min_blocks<T, kDims>()) forward_kernel(TensorView input, const double* coeffs, T* out,
                                                                   bool align, WarpGeometry g) {
   using F = coord_t<T>;
   using Taps = PointTaps<F, kDims, kInterp, int32_t>;
@@ -71,7 +79,7 @@ __global__ void __launch_bounds__(kTileW * kTileH) forward_kernel(TensorView inp
   const uint32_t slices = uint32_t(g.n) * depth;
   const int64_t plane = g.plane();
   for (uint32_t z = blockIdx.z; z < slices; z += gridDim.z) {
-    const uint32_t n = z / depth, d = z - n * depth;
+    const uint32_t n = kDims == 2 ? z : z / depth, d = z - n * depth;  // no division in 2D
     const double* m = coeffs + int64_t(n) * (kDims * (kDims + 1));
     const T* src = input.ptr<const T>() + int64_t(n) * g.sample_stride;
     T* dst = out + int64_t(n) * g.c * plane + int64_t(d) * height * width;
@@ -87,18 +95,20 @@ __global__ void __launch_bounds__(kTileW * kTileH) forward_kernel(TensorView inp
         segment_point<F, kDims>(base, step, int32_t(first + j * kTileW - segment), raw);
         taps[j] = point_taps<F, kDims, kInterp, kPad, int32_t>(raw, g, align);
       }
-      T* dst_row = dst + int64_t(h) * width + first;
-      for (int64_t c = 0; c < g.c; ++c) {
-        const T* s = opaque(src + c * g.channel_stride);
+      const T* channel = src;
+      T* to = dst + int64_t(h) * width + first;  // this thread's first pixel; the others at fixed offsets
+      for (int64_t c = 0; c < g.c; ++c, channel += g.channel_stride, to += plane) {
+        const T* s = opaque(channel);
         // Every tap of every pixel is read before any is used, with no branch between the reads
-        // (a tap outside the image is read inside the plane and not used), so all are in flight.
+        // (a tap outside the image is read inside the plane and not used), so they are in flight
+        // together. (ptxas still moves the second pixel's reads behind its store's bounds test;
+        // predicated stores, which stop that, took more registers and were slower on an H100.)
         T values[kPixels][Taps::kCount];
 #pragma unroll
         for (int j = 0; j < kPixels; ++j) {
 #pragma unroll
           for (int k = 0; k < Taps::kCount; ++k) values[j][k] = read_input(s + taps[j].offset[k]);
         }
-        T* to = dst_row + opaque(c * plane);  // this thread's first pixel; the others at fixed offsets
 #pragma unroll
         for (int j = 0; j < kPixels; ++j) {
           if (first + j * kTileW < width) to[j * kTileW] = blend_taps<T>(taps[j], [&](int k) { return values[j][k]; });
