@@ -67,8 +67,8 @@ __device__ __forceinline__ X opaque(X x) {
 }
 
 template <class T, int kDims, Interp kInterp, Padding kPad>
-__global__ void __launch_bounds__(kTileW * kTileH, forward_min_blocks<T, kDims>()) forward_kernel(TensorView input, const double* coeffs, T* out,
-                                                                  bool align, WarpGeometry g) {
+__global__ void __launch_bounds__(kTileW * kTileH, forward_min_blocks<T, kDims>())
+    forward_kernel(TensorView input, const double* coeffs, T* out, bool align, WarpGeometry g) {
   using F = coord_t<T>;
   using Taps = PointTaps<F, kDims, kInterp, int32_t>;
   constexpr int kPixels = pixels_per_thread<kDims>();
