@@ -126,13 +126,9 @@ void random_gaussian_noise(const TensorView& image, uint64_t seed, double low, d
     using T = decltype(tag);
     std::vector<T> sigmas(static_cast<size_t>(image.sizes[0]));
     for (size_t i = 0; i < sigmas.size(); ++i) sigmas[i] = T(medimg::noise_sigma(seed, int64_t(i), low, high, p));
-    TensorView sigma;
-    sigma.data = sigmas.data();
-    sigma.dtype = image.dtype;
-    sigma.ndim = 1;
-    sigma.sizes[0] = image.sizes[0];
-    sigma.strides[0] = 1;
-    gaussian_noise(image, sigma, seed, out, num_threads);
+    const int64_t unit_stride = 1;
+    gaussian_noise(image, medimg::view_of(sigmas.data(), image.dtype, 1, image.sizes, &unit_stride), seed, out,
+                   num_threads);
   };
   if (image.dtype == medimg::DType::Float32) {
     draw_and_add(float{});
